@@ -1,0 +1,259 @@
+"""The ``vqgen`` command line. Every command reads the same config (``-c FILE`` merged in order, then
+``--set key=value``); its own options are shortcuts for those overrides. User errors print one clear message
+and exit with code 2; ``--debug`` shows the traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import VqgenError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="vqgen: VQ-VAE-family tokenizers, PixelCNN/GPT/MaskGIT priors, sampling and FID reports.")
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and evaluate stage-1 tokenizers.")
+prior_app = typer.Typer(no_args_is_help=True, help="Train stage-2 priors over code datasets.")
+pipeline_app = typer.Typer(no_args_is_help=True, help="The whole chain from one config file.")
+app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(prior_app, name="prior")
+app.add_typer(pipeline_app, name="pipeline")
+console = Console(stderr=True)
+
+ConfigOpt = typer.Option([], "--config", "-c", help="YAML config file(s), merged in order.")
+SetOpt = typer.Option([], "--set", help="Override a config key: --set prior.gpt.n_layer=8 (repeatable).")
+RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: run_dir from the config).")
+DebugOpt = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+DataOpt = typer.Option(None, "--data", help="Dataset: digits, mnist, fashion-mnist, cifar10, imagefolder.")
+DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (else data.root or $VQGEN_DATA_DIR).")
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn VqgenError (and Ctrl-C) into a short message and exit code; tracebacks only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False) or os.environ.get("VQGEN_DEBUG") == "1"
+        try:
+            return func(*args, **kwargs)
+        except VqgenError as err:
+            if debug:
+                raise
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; run the same command again to resume from the last checkpoint[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _overrides(pairs: dict[str, object]) -> list[str]:
+    out = []
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        out.append(f"{key}={value}")
+    return out
+
+
+def _config(configs: List[Path], sets: List[str], run_dir: Optional[Path], **shortcuts):
+    from .config import load_config
+
+    extra = _overrides(shortcuts)
+    if run_dir is not None:
+        extra.append(f"run_dir={run_dir}")
+    return load_config(list(configs), list(sets) + extra)
+
+
+def _trainer_shortcuts(section: str, devices, precision, max_epochs, max_steps, accelerator, profiler,
+                       accumulate) -> dict:
+    return {f"{section}.train.devices": devices, f"{section}.train.precision": precision,
+            f"{section}.train.max_epochs": max_epochs, f"{section}.train.max_steps": max_steps,
+            f"{section}.train.accelerator": accelerator, f"{section}.train.profiler": profiler,
+            f"{section}.train.accumulate_grad_batches": accumulate}
+
+
+DevicesOpt = typer.Option(None, "--devices", help="Lightning devices (1, 2, auto, ...).")
+PrecisionOpt = typer.Option(None, "--precision", help="Lightning precision (32-true, bf16-mixed, 16-mixed).")
+MaxEpochsOpt = typer.Option(None, "--max-epochs")
+MaxStepsOpt = typer.Option(None, "--max-steps")
+AcceleratorOpt = typer.Option(None, "--accelerator", help="cpu, gpu, auto.")
+ProfilerOpt = typer.Option(None, "--profiler", help="Lightning profiler: simple, advanced, pytorch.")
+AccumulateOpt = typer.Option(None, "--accumulate", help="Gradient accumulation batches.")
+
+
+@tokenizer_app.command("train")
+@user_errors
+def tokenizer_train(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    data: Optional[str] = DataOpt, data_root: Optional[str] = DataRootOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Tokenizer directory (default RUN_DIR/tokenizer)."),
+    devices: Optional[str] = DevicesOpt, precision: Optional[str] = PrecisionOpt,
+    max_epochs: Optional[int] = MaxEpochsOpt, max_steps: Optional[int] = MaxStepsOpt,
+    accelerator: Optional[str] = AcceleratorOpt, profiler: Optional[str] = ProfilerOpt,
+    accumulate: Optional[int] = AccumulateOpt, debug: bool = DebugOpt,
+):
+    """Train a tokenizer; writes config.json + model.safetensors (resumes from checkpoints/last.ckpt)."""
+    from . import steps
+
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root},
+                  **_trainer_shortcuts("tokenizer", devices, precision, max_epochs, max_steps, accelerator,
+                                       profiler, accumulate))
+    target = out or steps.RunPaths(cfg.run_dir).tokenizer
+    steps.train_tokenizer(cfg, target)
+    console.print(f"tokenizer -> {target}")
+
+
+@app.command("tokenize")
+@user_errors
+def tokenize(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    data: Optional[str] = DataOpt, data_root: Optional[str] = DataRootOpt,
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Codes root; splits go to OUT/train, OUT/test."),
+    split: List[str] = typer.Option(["train", "test"], "--split"),
+    debug: bool = DebugOpt,
+):
+    """Encode image splits into code datasets (meta.json + codes.safetensors per split)."""
+    from . import steps
+
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root})
+    paths = steps.RunPaths(cfg.run_dir)
+    for name in split:
+        if name not in ("train", "test"):
+            raise VqgenError(f"--split must be train or test, got {name!r}")
+    steps.tokenize(cfg, tokenizer or paths.tokenizer, out or paths.root / "codes", splits=tuple(split))
+
+
+@prior_app.command("train")
+@user_errors
+def prior_train(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    arch: Optional[str] = typer.Option(None, "--arch", help="gpt (pixelcnn and maskgit where built)."),
+    codes: Optional[Path] = typer.Option(None, "--codes", help="Codes root holding train/ and test/."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Prior directory (default RUN_DIR/prior-ARCH)."),
+    devices: Optional[str] = DevicesOpt, precision: Optional[str] = PrecisionOpt,
+    max_epochs: Optional[int] = MaxEpochsOpt, max_steps: Optional[int] = MaxStepsOpt,
+    accelerator: Optional[str] = AcceleratorOpt, profiler: Optional[str] = ProfilerOpt,
+    accumulate: Optional[int] = AccumulateOpt, debug: bool = DebugOpt,
+):
+    """Train a prior on a code dataset; writes config.json + model.safetensors."""
+    from . import steps
+
+    cfg = _config(configs, sets, run_dir, **{"prior.arch": arch},
+                  **_trainer_shortcuts("prior", devices, precision, max_epochs, max_steps, accelerator,
+                                       profiler, accumulate))
+    paths = steps.RunPaths(cfg.run_dir)
+    target = out or paths.prior(cfg.prior.arch)
+    steps.train_prior(cfg, codes or paths.root / "codes", target)
+    console.print(f"prior -> {target}")
+
+
+@app.command("sample")
+@user_errors
+def sample(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    n: Optional[int] = typer.Option(None, "--n", help="Number of samples."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Which prior of the run to sample."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="Prior directory."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Samples directory (default RUN_DIR/samples-ARCH)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Class index, 'all' (even over classes) or 'none'."),
+    temperature: Optional[float] = typer.Option(None, "--temperature"),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Classifier-free guidance scale."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    debug: bool = DebugOpt,
+):
+    """Sample codes from a prior and decode them: grid.png, png/, codes.safetensors."""
+    from . import steps
+
+    label_value = None if label is None else ("null" if label == "none" else label)
+    cfg = _config(configs, sets, run_dir, **{
+        "sample.n": n, "prior.arch": arch, "sample.label": label_value, "sample.temperature": temperature,
+        "sample.top_k": top_k, "sample.top_p": top_p, "sample.cfg_scale": cfg_scale, "sample.seed": seed})
+    paths = steps.RunPaths(cfg.run_dir)
+    steps.sample(cfg, prior or paths.prior(cfg.prior.arch), tokenizer or paths.tokenizer,
+                 out or paths.samples(cfg.prior.arch))
+
+
+@app.command("fid")
+@user_errors
+def fid(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    data: Optional[str] = DataOpt, data_root: Optional[str] = DataRootOpt,
+    samples: Optional[Path] = typer.Option(None, "--samples", help="Samples directory (with png/)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Which prior's samples in the run."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer for rFID ('none' to skip)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report directory (default RUN_DIR/report)."),
+    inception_weights: Optional[str] = typer.Option(None, "--inception-weights",
+                                                    help="Local Inception weights (else $VQGEN_INCEPTION_WEIGHTS)."),
+    debug: bool = DebugOpt,
+):
+    """FID/KID/precision/recall of samples against a real split, and rFID of the tokenizer."""
+    from . import steps
+
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root, "prior.arch": arch,
+                                            "fid.inception_weights": inception_weights})
+    paths = steps.RunPaths(cfg.run_dir)
+    tok = None if str(tokenizer) == "none" else (tokenizer or paths.tokenizer)
+    result = steps.fid_report(cfg, samples or paths.samples(cfg.prior.arch), tok, out or paths.report)
+    _print_metrics(result)
+
+
+def _print_metrics(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="vqgen metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for section in ("generation", "reconstruction"):
+        for key, value in result.get(section, {}).items():
+            table.add_row(f"{section}.{key}", f"{value:.4g}")
+    Console().print(table)
+
+
+def _run(config: Path, sets: List[str], run_dir: Optional[Path]):
+    from .runner import run_pipeline
+
+    cfg = _config([config], sets, run_dir)
+    timings = run_pipeline(cfg)
+    report = Path(cfg.run_dir) / "report" / "metrics.json"
+    if report.exists():
+        from .files import read_json
+
+        _print_metrics(read_json(report))
+    console.print(f"run directory: {cfg.run_dir}  (step seconds: {timings or 'all done already'})")
+
+
+@app.command("run")
+@user_errors
+def run(config: Path = typer.Argument(..., help="Experiment config, e.g. configs/quickstart.yaml."),
+        sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt, debug: bool = DebugOpt):
+    """Run the whole chain (tokenizer, tokenize, prior, sample, fid), skipping finished steps."""
+    _run(config, sets, run_dir)
+
+
+@pipeline_app.command("run")
+@user_errors
+def pipeline_run(config: Path = typer.Argument(...), sets: List[str] = SetOpt,
+                 run_dir: Optional[Path] = RunDirOpt, debug: bool = DebugOpt):
+    """Same as `vqgen run`."""
+    _run(config, sets, run_dir)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

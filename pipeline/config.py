@@ -1,0 +1,164 @@
+"""Experiment configs: YAML files merged in order, then ``--set a.b=value`` overrides, validated into typed objects.
+
+A wrong key or a wrong type is an error naming the key and the file (or the override) it came from.
+Every run writes its resolved config into its run directory (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from stage1_tokenizer.config import TokenizerConfig
+from stage2_prior.config import PriorConfig, SampleControls
+
+from .datasets import DataConfig
+from .errors import VqgenError
+from .training import TrainConfig
+
+
+class TokenizerSection(TokenizerConfig):
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64))
+
+    def architecture(self) -> TokenizerConfig:
+        return TokenizerConfig(**self.model_dump(exclude={"train"}))
+
+
+class PriorSection(PriorConfig):
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64, warmup_steps=50,
+                                                                   lr_schedule="cosine"))
+
+    def architecture(self) -> PriorConfig:
+        return PriorConfig(**self.model_dump(exclude={"train"}))
+
+
+class SampleSection(SampleControls):
+    n: PositiveInt = 64
+    label: Optional[Union[int, Literal["all"]]] = "all"  # class-conditional priors: one class, or all evenly
+    batch_size: PositiveInt = 256
+    seed: int = 0
+
+
+class FidSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inception_weights: Optional[str] = None  # None: $VQGEN_INCEPTION_WEIGHTS, else torch-fidelity's download
+    reference_split: Literal["train", "test"] = "test"
+    max_reference: Optional[PositiveInt] = None  # None: the whole reference split
+    n_reconstructions: Optional[PositiveInt] = None  # rFID over this many reference images; None: all
+    batch_size: PositiveInt = 64
+    cache_dir: Optional[str] = None  # None: $VQGEN_CACHE_DIR, else ~/.cache/vqgen
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = "runs/default"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    prior: PriorSection = Field(default_factory=PriorSection)
+    sample: SampleSection = Field(default_factory=SampleSection)
+    fid: FidSection = Field(default_factory=FidSection)
+
+
+def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefix: str = "") -> dict:
+    """Deep-merge ``update`` into ``base``, recording which source set each dotted key."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, source, origins, dotted + ".")
+        else:
+            base[key] = value
+            origins[dotted] = source
+            if isinstance(value, dict):
+                for sub in _dotted_keys(value, dotted + "."):
+                    origins[sub] = source
+    return base
+
+
+def _dotted_keys(tree: dict, prefix: str) -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys.append(prefix + str(key))
+        if isinstance(value, dict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def parse_override(text: str) -> dict:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise VqgenError(f"override {text!r} must look like key.path=value (for example prior.gpt.n_layer=8)")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise VqgenError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    tree: dict = {}
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise VqgenError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise VqgenError(f"{path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise VqgenError(f"{path} must hold a mapping of sections (data:, tokenizer:, prior:, ...), not {type(data).__name__}")
+    return data
+
+
+def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> PipelineConfig:
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for file in files:
+        _merge(merged, read_yaml(Path(file)), str(file), origins)
+    for text in overrides:
+        _merge(merged, parse_override(text), f"--set {text}", origins)
+    try:
+        return PipelineConfig(**merged)
+    except ValidationError as err:
+        raise VqgenError(_explain(err, origins)) from None
+
+
+def _explain(err: ValidationError, origins: dict[str, str]) -> str:
+    lines = ["invalid config:"]
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        source = _origin(key, origins)
+        where = f" (in {source})" if source else " (a default)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key{where}; check its spelling against configs/ or the README")
+        else:
+            given = problem.get("input")
+            given_text = f", got {given!r}" if not isinstance(given, dict) else ""
+            lines.append(f"  {key}: {problem['msg']}{given_text}{where}")
+    return "\n".join(lines)
+
+
+def _origin(key: str, origins: dict[str, str]) -> Optional[str]:
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):  # the nearest enclosing key that a source set
+        candidate = ".".join(parts[:end])
+        if candidate in origins:
+            return origins[candidate]
+    return None
+
+
+def dump_config(config: PipelineConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,354 @@
+"""The five steps of the chain. Each takes a resolved config and paths, writes its outputs atomically, and
+records a fingerprint of its inputs there, so the whole-chain command can tell finished work from stale work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from stage1_tokenizer.lightning_module import TokenizerModule, psnr
+from stage1_tokenizer.tokenize import tokenize_split
+from stage1_tokenizer.tokenizer import Tokenizer
+from stage2_prior.code_dataset import CODES_FILE, META_FILE, CodeDataset
+from stage2_prior.config import SampleControls
+from stage2_prior.lightning_module import PriorModule
+from stage2_prior.registry import build_prior, load_prior, save_prior
+
+from . import fid as fid_lib
+from .config import PipelineConfig
+from .datasets import load_split, to_float, to_uint8
+from .errors import VqgenError
+from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
+from .training import CHECKPOINT_DIR, build_trainer, fit
+
+console = Console(stderr=True)
+
+# Trainer settings that change how long or where training runs, not what a finished model is.
+RUN_ONLY_TRAIN_KEYS = {"max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_workers",
+                       "profiler", "log_every_n_steps", "val_check_interval"}
+
+
+class RunPaths:
+    """Where each step writes inside a run directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.tokenizer = self.root / "tokenizer"
+        self.report = self.root / "report"
+
+    def codes(self, split: str) -> Path:
+        return self.root / "codes" / split
+
+    def prior(self, arch: str) -> Path:
+        return self.root / f"prior-{arch}"
+
+    def samples(self, arch: str) -> Path:
+        return self.root / f"samples-{arch}"
+
+
+def fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _model_section(section) -> dict:
+    dump = section.model_dump(mode="json")
+    dump["train"] = {k: v for k, v in dump["train"].items() if k not in RUN_ONLY_TRAIN_KEYS}
+    return dump
+
+
+# --- fingerprints of each step's inputs --------------------------------------------------------------------------
+
+def tokenizer_fingerprint(cfg: PipelineConfig) -> str:
+    return fingerprint("tokenizer", _model_section(cfg.tokenizer), cfg.data.model_dump(mode="json"), cfg.seed)
+
+
+def codes_fingerprint(cfg: PipelineConfig, tokenizer_dir: Path) -> str:
+    return fingerprint("codes", sha256_file(tokenizer_dir / WEIGHTS_FILE), cfg.data.model_dump(mode="json"))
+
+
+def prior_fingerprint(cfg: PipelineConfig, codes_dir: Path) -> str:
+    return fingerprint("prior", _model_section(cfg.prior), sha256_file(codes_dir / CODES_FILE), cfg.seed)
+
+
+def samples_fingerprint(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path) -> str:
+    return fingerprint("samples", sha256_file(prior_dir / WEIGHTS_FILE), sha256_file(tokenizer_dir / WEIGHTS_FILE),
+                       cfg.sample.model_dump(mode="json"))
+
+
+def report_fingerprint(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Path) -> str:
+    fid = cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"})
+    return fingerprint("report", sha256_file(samples_dir / CODES_FILE), sha256_file(tokenizer_dir / WEIGHTS_FILE),
+                       fid, cfg.data.model_dump(mode="json"))
+
+
+def recorded_fingerprint(path: Path) -> Optional[str]:
+    """The fingerprint a finished step left in ``path`` (a JSON file), or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data.get("fingerprint") or data.get("provenance", {}).get("fingerprint")
+
+
+# --- stage 1 ---------------------------------------------------------------------------------------------------
+
+def _archive_stale_checkpoints(out: Path, expected: str) -> None:
+    """Checkpoints left by a run of a different config are moved aside (never deleted) before training anew."""
+    ckpt_dir = out / CHECKPOINT_DIR
+    marker = ckpt_dir / "fingerprint.json"
+    if ckpt_dir.exists():
+        if recorded_fingerprint(marker) == expected:
+            return
+        stale = out / f"{CHECKPOINT_DIR}-stale-{int(time.time())}"
+        ckpt_dir.rename(stale)
+        console.print(f"[yellow]checkpoints in {ckpt_dir} came from another config; moved them to {stale}[/]")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"fingerprint": expected})
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=shuffle and len(dataset) > batch_size,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
+                      persistent_workers=num_workers > 0)
+
+
+def train_tokenizer(cfg: PipelineConfig, out: Path) -> Path:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    train_data, test_data = load_split(cfg.data, "train"), load_split(cfg.data, "test")
+    arch = cfg.tokenizer.architecture().model_copy(
+        update={"in_channels": train_data.channels, "image_size": train_data.image_size})
+    if arch.image_size % arch.downsample:
+        raise VqgenError(f"image size {arch.image_size} is not divisible by tokenizer.downsample {arch.downsample}; "
+                         f"set data.image_size to a multiple of it")
+    expected = tokenizer_fingerprint(cfg)
+    _archive_stale_checkpoints(out, expected)
+    module = TokenizerModule(arch, cfg.tokenizer.train)
+    if cfg.tokenizer.train.compile:
+        module.model = torch.compile(module.model)
+    trainer = build_trainer(cfg.tokenizer.train, out)
+    t = cfg.tokenizer.train
+    fit(trainer, module, _loader(train_data, t.batch_size, True, t.num_workers, cfg.seed),
+        _loader(test_data, 256, False, 0, cfg.seed), out)
+    if trainer.is_global_zero:
+        model = module.model._orig_mod if hasattr(module.model, "_orig_mod") else module.model
+        model.save(out, provenance={"fingerprint": expected, "data": cfg.data.model_dump(mode="json"),
+                                    "epochs": trainer.current_epoch, "steps": trainer.global_step})
+    return out
+
+
+def tokenize(cfg: PipelineConfig, tokenizer_dir: Path, out_root: Path, splits=("train", "test")) -> None:
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    expected = codes_fingerprint(cfg, tokenizer_dir)
+    for split in splits:
+        data = load_split(cfg.data, split)
+        if data.image_size != tokenizer.config.image_size or data.channels != tokenizer.config.in_channels:
+            raise VqgenError(
+                f"the tokenizer in {tokenizer_dir} takes {tokenizer.config.in_channels}x{tokenizer.config.image_size}"
+                f"px images, but {cfg.data.name}/{split} gives {data.channels}x{data.image_size}px; "
+                f"set data.image_size/data.channels to match")
+        tokenize_split(tokenizer, tokenizer_dir, data, out_root / split, extra_meta={"fingerprint": expected})
+        console.print(f"tokenized {len(data)} {split} images -> {out_root / split}")
+
+
+# --- stage 2 ---------------------------------------------------------------------------------------------------
+
+def train_prior(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    level = cfg.prior.level
+    train_codes = CodeDataset(codes_root / "train", level)
+    test_dir = codes_root / "test"
+    test_codes = CodeDataset(test_dir, level) if (test_dir / META_FILE).exists() else None
+    arch = cfg.prior.architecture()
+    conditional = arch.class_conditional if arch.class_conditional is not None else train_codes.num_classes > 0
+    if conditional and train_codes.num_classes == 0:
+        raise VqgenError(f"prior.class_conditional is true but {codes_root / 'train'} has no labels")
+    filled = {"grid": train_codes.grid, "codebook_sizes": train_codes.codebook_sizes,
+              "num_classes": train_codes.num_classes if conditional else 0, "level": train_codes.level}
+    for key in ("grid", "codebook_sizes"):
+        given = getattr(arch, key)
+        if given is not None and list(given) != list(filled[key]):
+            raise VqgenError(f"prior.{key} is {given} in the config, but the code dataset {codes_root / 'train'} "
+                             f"has {filled[key]}; remove prior.{key} or tokenize with a matching tokenizer")
+    arch = arch.model_copy(update=filled)
+    expected = prior_fingerprint(cfg, codes_root / "train")
+    _archive_stale_checkpoints(out, expected)
+    prior = build_prior(arch)
+    module = PriorModule(prior, cfg.prior.train)
+    trainer = build_trainer(cfg.prior.train, out, has_validation=test_codes is not None)
+    t = cfg.prior.train
+    fit(trainer, module, _loader(train_codes, t.batch_size, True, t.num_workers, cfg.seed),
+        _loader(test_codes, 256, False, 0, cfg.seed) if test_codes else None, out)
+    if trainer.is_global_zero:
+        nll = evaluate_prior_nll(prior, test_codes) if test_codes else None
+        save_prior(prior, out, {
+            "tokenizer_sha256": train_codes.meta["tokenizer"]["weights_sha256"],
+            "codes": {"dir": str(codes_root), "level": train_codes.level, "grid": train_codes.grid,
+                      "codebook_sizes": train_codes.codebook_sizes},
+            "test_bits_per_code": nll,
+            "provenance": {"fingerprint": expected, "epochs": trainer.current_epoch, "steps": trainer.global_step},
+        })
+    return out
+
+
+@torch.no_grad()
+def evaluate_prior_nll(prior, codes: CodeDataset, batch_size: int = 256) -> float:
+    """Mean NLL in bits per code over a code dataset (labels used when the prior is conditional)."""
+    prior.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(codes), batch_size):
+        batch = codes.codes[codes.level][start : start + batch_size]
+        labels = codes.labels[start : start + batch_size] if prior.config.num_classes else None
+        total += prior.loss(batch, labels).item() * batch.shape[0]
+        count += batch.shape[0]
+    return total / count / np.log(2)
+
+
+def check_prior_fits_tokenizer(provenance: dict, tokenizer_dir: Path, prior_dir: Path) -> None:
+    actual = sha256_file(tokenizer_dir / WEIGHTS_FILE)
+    expected = provenance.get("tokenizer_sha256")
+    if expected != actual:
+        raise VqgenError(f"the prior in {prior_dir} was trained on codes of the tokenizer with weights sha256 "
+                         f"{expected}, but {tokenizer_dir} holds {actual}; sample with the tokenizer it was "
+                         f"trained on, or retrain the prior")
+
+
+def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
+           fingerprint_value: Optional[str] = None) -> Path:
+    prior, provenance = load_prior(prior_dir)
+    check_prior_fits_tokenizer(provenance, tokenizer_dir, prior_dir)
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    s = cfg.sample
+    n_classes = prior.config.num_classes
+    if n_classes and s.label is not None:
+        if s.label == "all":
+            labels = torch.arange(s.n) % n_classes
+        elif not 0 <= s.label < n_classes:
+            raise VqgenError(f"--label {s.label} is outside the prior's {n_classes} classes (0..{n_classes - 1})")
+        else:
+            labels = torch.full((s.n,), s.label)
+    else:
+        labels = None
+    generator = torch.Generator().manual_seed(s.seed)
+    controls = SampleControls(**s.model_dump(include=set(SampleControls.model_fields)))
+    all_codes, images = [], []
+    level = provenance["codes"]["level"]
+    started = time.perf_counter()
+    from rich.progress import Progress
+    with Progress(transient=True, console=console) as progress:
+        task = progress.add_task(f"sampling {s.n} images", total=s.n)
+        for start in range(0, s.n, s.batch_size):
+            batch_labels = labels[start : start + s.batch_size] if labels is not None else None
+            count = min(s.batch_size, s.n - start)
+            codes = prior.sample(count, batch_labels, controls, generator=generator)
+            all_codes.append(codes)
+            images.append(to_uint8(tokenizer.decode({level: codes})))
+            progress.advance(task, count)
+    seconds = time.perf_counter() - started
+    codes = torch.cat(all_codes)
+    images = torch.cat(images)
+    with atomic_dir(out) as tmp:
+        write_image_grid(images[:64], tmp / "grid.png")
+        (tmp / "png").mkdir()
+        for index, image in enumerate(images):
+            save_png(image, tmp / "png" / f"{index:05d}.png")
+        tensors = {level: codes.to(torch.int32)}
+        if labels is not None:
+            tensors["labels"] = labels
+        save_tensors(tmp / CODES_FILE, tensors)
+        write_json(tmp / META_FILE, {
+            "n": s.n, "prior": str(prior_dir), "tokenizer": str(tokenizer_dir),
+            "tokenizer_sha256": provenance.get("tokenizer_sha256"), "arch": prior.config.arch,
+            "controls": controls.model_dump(), "label": s.label, "seed": s.seed,
+            "seconds": round(seconds, 3), "fingerprint": fingerprint_value,
+        })
+    console.print(f"sampled {s.n} images in {seconds:.1f}s -> {out}")
+    return out
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    array = image.permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+
+
+def write_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
+    save_png(grid if images.shape[1] != 1 else grid[:1], path)
+
+
+def read_images(folder: Path) -> torch.Tensor:
+    """Every PNG/JPEG in ``folder`` (sorted by name) as uint8 ``[N, C, H, W]``."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    if not files:
+        raise VqgenError(f"{folder} holds no PNG or JPEG images")
+    arrays = []
+    for path in files:
+        with Image.open(path) as img:
+            arrays.append(np.asarray(img.convert("RGB" if img.mode not in ("L", "I;16") else "L")))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise VqgenError(f"images in {folder} differ in size or mode: {sorted(shapes)[:3]}")
+    stacked = torch.from_numpy(np.stack(arrays))
+    return stacked[:, None] if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+
+def fid_report(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Optional[Path], out: Path,
+               fingerprint_value: Optional[str] = None) -> dict:
+    from .report import write_report
+
+    f = cfg.fid
+    weights = fid_lib.resolve_weights(f.inception_weights)
+    fid_lib.check_weights_available(weights)
+    weights_info = fid_lib.weights_label(weights)
+    reference = load_split(cfg.data, f.reference_split)
+    ref_images = reference.images[: f.max_reference] if f.max_reference else reference.images
+    cache_name = (f"vqgen-{cfg.data.name}-{f.reference_split}-{reference.image_size}px-{reference.channels}ch-"
+                  f"n{ref_images.shape[0]}-{weights_info['sha256'][:12]}")
+    samples = read_images(samples_dir / "png")
+    console.print(f"FID: {samples.shape[0]} samples vs {ref_images.shape[0]} {cfg.data.name}/{f.reference_split} images")
+    metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, cache_name, weights,
+                                                                     f.cache_dir, f.batch_size)}
+    n_recon = 0
+    if tokenizer_dir is not None:
+        tokenizer = Tokenizer.load(tokenizer_dir)
+        n_recon = min(f.n_reconstructions or ref_images.shape[0], ref_images.shape[0])
+        originals = ref_images[:n_recon]
+        recon = torch.cat([tokenizer.reconstruct(to_float(chunk)) for chunk in originals.split(256)])
+        console.print(f"rFID: {n_recon} reconstructions vs the same reference")
+        metrics["reconstruction"] = {
+            "rfid": fid_lib.compute_metrics(to_uint8(recon), ref_images, cache_name, weights, f.cache_dir,
+                                            f.batch_size, precision_recall=False)["fid"],
+            "psnr": float(psnr(recon, to_float(originals)).mean()),
+            "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
+        }
+    sample_meta = read_json(samples_dir / META_FILE) if (samples_dir / META_FILE).exists() else {}
+    protocol = {
+        "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
+        "weights": weights_info,
+        "resize": f"native {reference.image_size}px uint8 -> 299px inside the extractor (TF-1 bilinear); "
+                  f"grayscale repeated to RGB",
+        "generated_count": int(samples.shape[0]),
+        "reference": f"{cfg.data.name}/{f.reference_split}, {ref_images.shape[0]} images",
+        "reconstruction_count": n_recon,
+        "kid": f"polynomial kernel, 100 subsets of {min(1000, samples.shape[0], ref_images.shape[0])}",
+        "precision_recall": "k=3 neighbourhoods on the same features",
+    }
+    result = {"fingerprint": fingerprint_value, "samples": str(samples_dir), "tokenizer": str(tokenizer_dir),
+              "sampling": sample_meta, "protocol": protocol, **metrics}
+    write_report(out, result, samples_dir / "grid.png")
+    return result

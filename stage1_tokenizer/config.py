@@ -1,0 +1,43 @@
+"""Architecture config of a tokenizer: everything ``Tokenizer.load`` needs to rebuild it, saved as config.json."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from .quantizers import make_quantizer_config
+
+
+class TokenizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Literal["vqvae"] = "vqvae"
+    in_channels: PositiveInt = 1  # filled from the dataset by the pipeline
+    image_size: PositiveInt = 32  # filled from the dataset by the pipeline
+    hidden_channels: PositiveInt = 64
+    res_channels: PositiveInt = 32
+    n_res_blocks: int = Field(2, ge=0)
+    downsample: PositiveInt = 4  # a power of two: each halving is one strided conv
+    embed_dim: PositiveInt = 64
+    quantizer: dict[str, Any] = Field(default_factory=lambda: {"name": "vq", "codebook_size": 512, "beta": 0.25})
+
+    @field_validator("downsample")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (1, 2, 4, 8, ...), got {value}")
+        return value
+
+    @field_validator("quantizer")
+    @classmethod
+    def _known_quantizer(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "name" not in value:
+            raise ValueError("needs a 'name' (for example vq)")
+        options = {k: v for k, v in value.items() if k != "name"}
+        make_quantizer_config(value["name"], options)  # raises ValueError naming the bad option
+        return value
+
+    def quantizer_options(self) -> tuple[str, dict[str, Any]]:
+        options = dict(self.quantizer)
+        return options.pop("name"), options

@@ -1,0 +1,214 @@
+"""The quantizer contract shared by every member of the VQ-VAE family.
+
+A quantizer maps encoder features ``z`` of shape ``[B, D, H, W]`` to a :class:`QuantizerOutput`
+and can turn integer codes back into the features they stand for (``decode_codes``).
+Concrete quantizers live one per file next to this one and register themselves by config name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class QuantizerOutput:
+    """What every quantizer returns.
+
+    z_q:    quantized features, same shape as the input, carrying a straight-through (or other) gradient.
+    codes:  LongTensor ``[B, H, W, C]``; C is 1 for plain VQ, the depth for residual VQ, the groups for product VQ.
+    loss:   scalar, already weighted; add it to the reconstruction loss.
+    stats:  detached scalars worth logging for this batch (perplexity, usage, loss terms, ...).
+    """
+
+    z_q: torch.Tensor
+    codes: torch.Tensor
+    loss: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+QUANTIZERS: dict[str, tuple[type, type]] = {}
+
+
+def register_quantizer(name: str, config_cls: type) -> Callable[[type], type]:
+    """Class decorator: make ``name`` in a tokenizer config build this quantizer from ``config_cls``."""
+
+    def wrap(cls: type) -> type:
+        if name in QUANTIZERS:
+            raise ValueError(f"quantizer name {name!r} registered twice")
+        QUANTIZERS[name] = (cls, config_cls)
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def to_channels_last(z: torch.Tensor) -> torch.Tensor:
+    """``[B, D, H, W] -> [B, H, W, D]`` so each position's vector is contiguous."""
+    return z.permute(0, 2, 3, 1)
+
+
+def to_channels_first(z: torch.Tensor) -> torch.Tensor:
+    return z.permute(0, 3, 1, 2)
+
+
+def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """``||x - e||^2`` for every pair, in fp32 whatever the autocast dtype (low precision picks wrong codes)."""
+    x = x.float()
+    codebook = codebook.float()
+    return (
+        x.pow(2).sum(1, keepdim=True)
+        - 2.0 * (x @ codebook.t())
+        + codebook.pow(2).sum(1)[None, :]
+    )
+
+
+def nearest_code(x: torch.Tensor, codebook: torch.Tensor, max_elements: int = 1 << 24) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of ``x`` (``[N, D]`` against ``[K, D]``).
+
+    The full ``N x K`` distance matrix is built only when it holds at most ``max_elements`` entries
+    (64 MiB of fp32 by default); larger searches run over row chunks so peak memory stays bounded.
+    ``||x||^2`` is constant per row, so it is left out of the argmin.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        codebook = codebook.float()
+        half_norms = 0.5 * codebook.pow(2).sum(1)
+        rows = max(1, max_elements // max(1, codebook.shape[0]))
+        if x.shape[0] <= rows:
+            return torch.addmm(half_norms[None, :], x, codebook.t(), alpha=-1.0).argmin(1)
+        return torch.cat(
+            [
+                torch.addmm(half_norms[None, :], chunk, codebook.t(), alpha=-1.0).argmin(1)
+                for chunk in x.split(rows)
+            ]
+        )
+
+
+class Quantizer(nn.Module):
+    """Base class: usage statistics accumulated over an epoch and reduced across processes.
+
+    Subclasses implement ``forward`` and ``decode_codes`` and set ``codebook_sizes``. They call
+    :meth:`record_usage` with the codes of each training batch; :meth:`epoch_stats` turns the
+    accumulated counts into perplexity, usage fraction and dead codes for the whole epoch.
+    """
+
+    registry_name: ClassVar[str] = ""
+    codebook_sizes: list[int]
+
+    def _init_usage(self) -> None:
+        total = sum(self.codebook_sizes)
+        # Counts are not part of the model: they are statistics of the current epoch.
+        self.register_buffer("usage_counts", torch.zeros(total, dtype=torch.float64), persistent=False)
+
+    @torch.no_grad()
+    def record_usage(self, codes: torch.Tensor) -> None:
+        """Add the codes of one batch (``[..., C]``) to the epoch's counts, channel by channel."""
+        if not hasattr(self, "usage_counts"):
+            self._init_usage()
+        offset = 0
+        flat = codes.reshape(-1, codes.shape[-1])
+        for channel, size in enumerate(self.codebook_sizes):
+            counts = torch.bincount(flat[:, channel], minlength=size).to(self.usage_counts)
+            self.usage_counts[offset : offset + size] += counts
+            offset += size
+
+    @torch.no_grad()
+    def epoch_stats(self, reset: bool = True) -> dict[str, float]:
+        """Perplexity, usage fraction and dead codes over everything recorded since the last reset.
+
+        Under DDP the counts are summed over processes first, so every replica reports the same figures.
+        For several code channels the figures are averaged over channels (dead codes are summed).
+        """
+        if not hasattr(self, "usage_counts"):
+            self._init_usage()
+        counts = self.usage_counts.clone()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+        perplexities, usages, dead = [], [], 0
+        offset = 0
+        for size in self.codebook_sizes:
+            part = counts[offset : offset + size]
+            offset += size
+            total = part.sum()
+            if total <= 0:
+                continue
+            probs = part / total
+            entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+            perplexities.append(math.exp(entropy.item()))
+            usages.append((part > 0).double().mean().item())
+            dead += int((part == 0).sum().item())
+        if reset:
+            self.usage_counts.zero_()
+        if not perplexities:
+            return {}
+        return {
+            "perplexity": sum(perplexities) / len(perplexities),
+            "usage": sum(usages) / len(usages),
+            "dead_codes": float(dead),
+        }
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def batch_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
+    """Perplexity of the code histogram of one batch (a cheap per-step signal; epoch figures are the real ones)."""
+    counts = torch.bincount(codes.reshape(-1), minlength=size).float()
+    probs = counts / counts.sum().clamp_min(1)
+    return torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
+
+
+def build_quantizer(name: str, embed_dim: int, options: dict[str, Any]) -> Quantizer:
+    """Build the quantizer registered as ``name``; ``options`` fill its config dataclass."""
+    importlib.import_module(__package__)  # importing the package registers every quantizer
+
+    if name not in QUANTIZERS:
+        known = ", ".join(sorted(QUANTIZERS))
+        raise ValueError(f"unknown quantizer {name!r}; known quantizers: {known}")
+    cls, config_cls = QUANTIZERS[name]
+    return cls(embed_dim, make_quantizer_config(name, options))
+
+
+def make_quantizer_config(name: str, options: dict[str, Any]) -> Any:
+    """Fill the config dataclass of quantizer ``name``, refusing unknown option names and wrong types."""
+    importlib.import_module(__package__)
+    if name not in QUANTIZERS:
+        known = ", ".join(sorted(QUANTIZERS))
+        raise ValueError(f"unknown quantizer {name!r}; known quantizers: {known}")
+    config_cls = QUANTIZERS[name][1]
+    known_fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(options) - set(known_fields))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for quantizer {name!r}; its options are: {', '.join(known_fields)}"
+        )
+    for key, value in options.items():
+        _check_option_type(name, key, value, known_fields[key].default)
+    return config_cls(**options)
+
+
+def _check_option_type(quantizer: str, key: str, value: Any, default: Any) -> None:
+    """The dataclass defaults fix each option's type; an int may stand where a float is expected."""
+    if default is dataclasses.MISSING or default is None:
+        return
+    expected = type(default)
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if expected in (list, tuple) and isinstance(value, (list, tuple)):
+        ok = True
+    if not ok:
+        raise ValueError(
+            f"quantizer {quantizer!r} option {key!r} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )

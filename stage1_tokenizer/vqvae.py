@@ -1,0 +1,64 @@
+"""The VQ-VAE tokenizer: encoder -> quantizer -> decoder, saved as config.json + model.safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.files import save_model_dir
+
+from .config import TokenizerConfig
+from .networks import Decoder, Encoder
+from .quantizers import QuantizerOutput, build_quantizer
+
+LEVEL = "codes"  # the name of VQ-VAE's single code level in code datasets
+
+
+class VQVAE(nn.Module):
+    """Images in [-1, 1] of shape ``[B, C, S, S]`` <-> one code grid ``[B, S/f, S/f, C_codes]``."""
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c.in_channels, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample, c.embed_dim)
+        name, options = c.quantizer_options()
+        self.quantizer = build_quantizer(name, c.embed_dim, options)
+        self.decoder = Decoder(c.embed_dim, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample, c.in_channels)
+
+    # --- the tokenizer contract -------------------------------------------------------------------------------
+    def levels(self) -> dict[str, dict]:
+        """Per code level: grid shape and vocabulary size per code channel (what code datasets record)."""
+        grid = self.config.image_size // self.config.downsample
+        return {LEVEL: {"grid": [grid, grid], "codebook_sizes": list(self.quantizer.codebook_sizes)}}
+
+    def quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        return self.quantizer(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        out = self.quantize(x)
+        return self.decoder(out.z_q), out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {LEVEL: self.quantize(x).codes}
+
+    @torch.no_grad()
+    def decode(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.decoder(self.quantizer.decode_codes(codes[LEVEL]))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[0]
+
+    # --- persistence ------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, provenance: dict | None = None) -> str:
+        """Write config.json + model.safetensors atomically; returns the sha256 of the weights file.
+
+        ``provenance`` (how it was trained: data, steps, the step fingerprint) is stored beside the architecture.
+        """
+        config = {"kind": "tokenizer", **self.config.model_dump(), "provenance": provenance or {}}
+        return save_model_dir(directory, config, self.state_dict())
+

@@ -1,0 +1,137 @@
+"""GPT prior: a transformers ``GPT2LMHeadModel`` built from a config (no pretrained weights) over code sequences.
+
+A code grid ``[H, W, C]`` is read in raster order with its C channels interleaved, giving ``L = H*W*C`` tokens.
+Channel c's codes use their own slice of one joint vocabulary (offset by the sizes of earlier channels), and at
+each position the logits of the other channels' slices are masked out, so the model only ever predicts a valid
+code. A condition token comes first: one per class, plus a null token that means "no class" (unconditional data,
+and the label dropout that classifier-free guidance needs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+from .config import PriorConfig, SampleControls
+from .sampling import draw, guide, logits_warpers
+
+
+class GPTPrior(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        if config.grid is None or config.codebook_sizes is None:
+            raise ValueError("PriorConfig.grid and codebook_sizes must be filled from the code dataset")
+        self.config = config
+        height, width = config.grid
+        sizes = config.codebook_sizes
+        self.n_channels = len(sizes)
+        self.seq_len = height * width * self.n_channels
+        self.code_vocab = sum(sizes)
+        self.null_token = self.code_vocab + config.num_classes
+        offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        # bias[c] is 0 on channel c's slice of the vocabulary and -inf elsewhere (condition tokens included).
+        bias = torch.full((self.n_channels, self.null_token + 1), float("-inf"))
+        for channel, (start, size) in enumerate(zip(offsets.tolist(), sizes)):
+            bias[channel, start : start + size] = 0.0
+        self.register_buffer("channel_bias", bias, persistent=False)
+        positions = torch.arange(self.seq_len) % self.n_channels
+        self.register_buffer("position_bias", bias[positions], persistent=False)  # [L, V]
+
+        g = config.gpt
+        gpt_config = GPT2Config(
+            vocab_size=self.null_token + 1,
+            n_positions=self.seq_len + 1,
+            n_embd=g.n_embd,
+            n_layer=g.n_layer,
+            n_head=g.n_head,
+            resid_pdrop=g.dropout,
+            embd_pdrop=g.dropout,
+            attn_pdrop=g.dropout,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        self.model = GPT2LMHeadModel(gpt_config)
+        hf_logging.set_verbosity(verbosity)
+
+    # --- shapes ------------------------------------------------------------------------------------------------
+    def to_tokens(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, H, W, C]`` codes -> ``[B, L]`` tokens in the joint vocabulary."""
+        return (codes + self.offsets).flatten(1)
+
+    def to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        height, width = self.config.grid
+        return tokens.view(-1, height, width, self.n_channels) - self.offsets
+
+    def condition_tokens(self, labels: Optional[torch.Tensor], n: int, device) -> torch.Tensor:
+        if labels is None or self.config.num_classes == 0:
+            return torch.full((n, 1), self.null_token, dtype=torch.long, device=device)
+        labels = labels.to(device).long()
+        if labels.min() < 0 or labels.max() >= self.config.num_classes:
+            raise ValueError(f"labels must lie in [0, {self.config.num_classes}), got {labels.min()}..{labels.max()}")
+        return (self.code_vocab + labels).view(n, 1)
+
+    # --- the prior contract ------------------------------------------------------------------------------------
+    def loss(self, codes: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean negative log-likelihood per code, in nats."""
+        tokens = self.to_tokens(codes)
+        if labels is not None and self.training and self.config.label_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.label_dropout
+            labels = torch.where(drop, -1, labels)
+        cond = self.condition_tokens(None, tokens.shape[0], tokens.device)
+        if labels is not None and self.config.num_classes:
+            has_label = labels >= 0
+            cond = torch.where(has_label[:, None], self.code_vocab + labels.clamp_min(0)[:, None], cond)
+        inputs = torch.cat([cond, tokens[:, :-1]], dim=1)
+        logits = self.model(input_ids=inputs).logits.float() + self.position_bias
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: Optional[torch.Tensor] = None,
+        controls: Optional[SampleControls] = None,
+        generator: Optional[torch.Generator] = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Draw ``n`` code grids ``[n, H, W, C]``, one token at a time with the KV cache (``use_cache=False``
+        recomputes the whole prefix at every step; it exists to check the cache and to measure it)."""
+        controls = controls or SampleControls()
+        device = self.offsets.device
+        warpers = logits_warpers(controls.temperature, controls.top_k, controls.top_p)
+        cond = self.condition_tokens(labels, n, device)
+        guided = labels is not None and self.config.num_classes > 0 and controls.cfg_scale != 1.0
+        if guided:  # one batch: conditional rows, then the same rows with the null token
+            cond = torch.cat([cond, torch.full_like(cond, self.null_token)])
+        tokens = torch.empty(cond.shape[0], 0, dtype=torch.long, device=device)
+        past = None
+        step_input = cond
+        for t in range(self.seq_len):
+            if use_cache:
+                out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+            else:
+                out = self.model(input_ids=torch.cat([cond, tokens], dim=1), use_cache=False)
+            logits = out.logits[:, -1].float()
+            if guided:
+                logits = guide(logits[:n], logits[n:], controls.cfg_scale)
+            logits = logits + self.position_bias[t]
+            chosen = draw(logits, warpers, generator)
+            if guided:
+                chosen = chosen.repeat(2)
+            tokens = torch.cat([tokens, chosen[:, None]], dim=1)
+            step_input = chosen[:, None]
+        return self.to_codes(tokens[:n])
+
+
+def bits_per_code(nats: torch.Tensor | float) -> float:
+    return float(nats) / math.log(2)

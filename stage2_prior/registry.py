@@ -1,0 +1,37 @@
+"""Prior registry (config ``arch`` -> class) and the prior directory format (config.json + model.safetensors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.errors import VqgenError
+from pipeline.files import load_model_dir, save_model_dir
+
+from .config import PriorConfig
+from .gpt import GPTPrior
+
+PRIORS: dict[str, type[nn.Module]] = {"gpt": GPTPrior}
+
+
+def build_prior(config: PriorConfig) -> nn.Module:
+    if config.arch not in PRIORS:
+        raise VqgenError(f"unknown prior arch {config.arch!r}; choose one of: {', '.join(PRIORS)}")
+    return PRIORS[config.arch](config)
+
+
+def save_prior(prior: nn.Module, directory: str | Path, provenance: dict[str, Any]) -> str:
+    """``provenance``: the tokenizer's weights sha256 and the code dataset the prior was trained on."""
+    config = {"kind": "prior", "prior": prior.config.model_dump(), **provenance}
+    return save_model_dir(directory, config, prior.state_dict())
+
+
+def load_prior(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Returns the prior (eval mode) and its provenance (``tokenizer_sha256``, ``codes``, ...)."""
+    config, state = load_model_dir(directory, kind="prior")
+    prior = build_prior(PriorConfig(**config.pop("prior")))
+    prior.load_state_dict(state)
+    return prior.to(device).eval(), config
