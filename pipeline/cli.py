@@ -44,7 +44,7 @@ def user_errors(func: Callable) -> Callable:
         except VqgenError as err:
             if debug:
                 raise
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; run the same command again to resume from the last checkpoint[/]")

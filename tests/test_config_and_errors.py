@@ -1,0 +1,80 @@
+"""Config validation and the CLI's clear errors (no traceback, exit code 2, the message names what to fix)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_config
+from pipeline.errors import VqgenError
+
+runner = CliRunner()
+
+
+def test_wrong_key_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prior:\n  gpt:\n    n_layers: 4\n")
+    with pytest.raises(VqgenError) as err:
+        load_config([bad])
+    assert "prior.gpt.n_layers" in str(err.value) and str(bad) in str(err.value)
+
+
+def test_wrong_type_names_key_and_source(tmp_path):
+    with pytest.raises(VqgenError) as err:
+        load_config([], ["tokenizer.train.batch_size=lots"])
+    assert "tokenizer.train.batch_size" in str(err.value) and "--set" in str(err.value)
+
+
+def test_later_files_and_overrides_win(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("prior: {gpt: {n_layer: 2, n_head: 2}}\n")
+    b.write_text("prior: {gpt: {n_layer: 3}}\n")
+    cfg = load_config([a, b], ["prior.gpt.n_embd=64"])
+    assert (cfg.prior.gpt.n_layer, cfg.prior.gpt.n_head, cfg.prior.gpt.n_embd) == (3, 2, 64)
+
+
+def test_unknown_quantizer_option_is_named():
+    with pytest.raises(VqgenError, match="codebook_sise"):
+        load_config([], ["tokenizer.quantizer.codebook_sise=3"])
+
+
+def run_cli(*args):
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    code, output = run_cli("tokenizer", "train", "--data", "nope", "--run-dir", str(tmp_path))
+    assert code == 2 and "unknown dataset 'nope'" in output and "Traceback" not in output
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    code, output = run_cli("tokenizer", "train", "--data", "imagefolder", "--data-root", str(tmp_path / "absent"),
+                           "--run-dir", str(tmp_path))
+    assert code == 2 and "does not exist" in output
+
+
+def test_missing_config_file(tmp_path):
+    code, output = run_cli("run", str(tmp_path / "none.yaml"))
+    assert code == 2 and "does not exist" in output
+
+
+def test_missing_inception_weights_without_network(tmp_path, monkeypatch):
+    import pipeline.fid as fid
+
+    monkeypatch.delenv("VQGEN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached download either
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr("torch.hub.load_state_dict_from_url", offline)
+    with pytest.raises(VqgenError) as err:
+        fid.check_weights_available(fid.resolve_weights(None))
+    assert "--inception-weights" in str(err.value) and "VQGEN_INCEPTION_WEIGHTS" in str(err.value)
+
+
+def test_weights_path_that_does_not_exist(tmp_path):
+    import pipeline.fid as fid
+
+    with pytest.raises(VqgenError, match="does not exist"):
+        fid.resolve_weights(str(tmp_path / "w.pth"))
