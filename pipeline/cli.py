@@ -112,6 +112,51 @@ def tokenizer_train(
     console.print(f"tokenizer -> {target}")
 
 
+@tokenizer_app.command("eval")
+@user_errors
+def tokenizer_eval(
+    configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+    data: Optional[str] = DataOpt, data_root: Optional[str] = DataRootOpt,
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer directory."),
+    split: str = typer.Option("test", "--split"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default TOKENIZER/eval)."),
+    debug: bool = DebugOpt,
+):
+    """MSE, PSNR, SSIM, perplexity and usage on a split; eval.json, reconstructions.png, codebook_usage.png."""
+    from rich.table import Table
+
+    from stage1_tokenizer.evaluate import evaluate_tokenizer, reconstruction_grid, usage_histogram
+    from stage1_tokenizer.tokenizer import Tokenizer
+
+    from . import steps
+    from .datasets import load_split
+    from .files import write_json
+
+    if split not in ("train", "test"):
+        raise VqgenError(f"--split must be train or test, got {split!r}")
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root})
+    tok_dir = tokenizer or steps.RunPaths(cfg.run_dir).tokenizer
+    model = Tokenizer.load(tok_dir)
+    images = load_split(cfg.data, split)
+    metrics, counts = evaluate_tokenizer(model, images)
+    target = out or tok_dir / "eval"
+    target.mkdir(parents=True, exist_ok=True)
+    reconstruction_grid(model, images, target / "reconstructions.png")
+    usage_histogram(counts, target / "codebook_usage.png")
+    write_json(target / "eval.json", {"tokenizer": str(tok_dir), "data": f"{cfg.data.name}/{split}", **metrics})
+    table = Table(title=f"tokenizer {tok_dir} on {cfg.data.name}/{split} ({metrics['images']} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("mse", "psnr", "ssim"):
+        if metrics[key] is not None:
+            table.add_row(key, f"{metrics[key]:.4f}")
+    for level, stats in metrics["levels"].items():
+        table.add_row(f"{level} perplexity", f"{stats['perplexity']:.1f} of {sum(stats['codebook_sizes'])}")
+        table.add_row(f"{level} usage", f"{stats['usage']:.3f}")
+    Console().print(table)
+    console.print(f"wrote {target}/eval.json, reconstructions.png, codebook_usage.png")
+
+
 @app.command("tokenize")
 @user_errors
 def tokenize(
@@ -137,7 +182,7 @@ def tokenize(
 @user_errors
 def prior_train(
     configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
-    arch: Optional[str] = typer.Option(None, "--arch", help="gpt (pixelcnn and maskgit where built)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="gpt, pixelcnn or maskgit."),
     codes: Optional[Path] = typer.Option(None, "--codes", help="Codes root holding train/ and test/."),
     out: Optional[Path] = typer.Option(None, "--out", help="Prior directory (default RUN_DIR/prior-ARCH)."),
     devices: Optional[str] = DevicesOpt, precision: Optional[str] = PrecisionOpt,
@@ -171,6 +216,11 @@ def sample(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     top_p: Optional[float] = typer.Option(None, "--top-p"),
     cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Classifier-free guidance scale."),
+    decode_steps: Optional[int] = typer.Option(None, "--steps", help="MaskGIT decoding steps."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="MaskGIT mask schedule: cosine, linear, "
+                                                                    "square, arccos."),
+    choice_temperature: Optional[float] = typer.Option(None, "--choice-temperature",
+                                                       help="MaskGIT Gumbel noise on confidences (annealed)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     debug: bool = DebugOpt,
 ):
@@ -180,7 +230,8 @@ def sample(
     label_value = None if label is None else ("null" if label == "none" else label)
     cfg = _config(configs, sets, run_dir, **{
         "sample.n": n, "prior.arch": arch, "sample.label": label_value, "sample.temperature": temperature,
-        "sample.top_k": top_k, "sample.top_p": top_p, "sample.cfg_scale": cfg_scale, "sample.seed": seed})
+        "sample.top_k": top_k, "sample.top_p": top_p, "sample.cfg_scale": cfg_scale, "sample.seed": seed,
+        "sample.steps": decode_steps, "sample.schedule": schedule, "sample.choice_temperature": choice_temperature})
     paths = steps.RunPaths(cfg.run_dir)
     steps.sample(cfg, prior or paths.prior(cfg.prior.arch), tokenizer or paths.tokenizer,
                  out or paths.samples(cfg.prior.arch))

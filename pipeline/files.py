@@ -138,3 +138,15 @@ def load_model_dir(directory: str | Path, kind: str) -> tuple[dict[str, Any], di
         )
     config.pop("kind")
     return config, load_tensors(directory / WEIGHTS_FILE)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], directory: str | Path) -> None:
+    """``load_state_dict`` that explains a mismatch (a directory from another vqgen version or architecture)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise VqgenError(
+            f"the weights in {directory} do not fit the model its {CONFIG_FILE} describes ({first}); it was "
+            f"written by another vqgen version or edited by hand: retrain it"
+        ) from None

@@ -12,7 +12,9 @@ from .quantizers import make_quantizer_config
 class TokenizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    arch: Literal["vqvae"] = "vqvae"
+    arch: Literal["vqvae", "vqvae2"] = "vqvae"  # vqvae2: top and bottom code levels (Razavi et al. 2019)
+    network: Literal["deepmind", "dalle"] = "deepmind"  # encoder/decoder flavour (residual VQ-VAE or DALL-E dVAE)
+    recon_loss: Literal["mse", "l1", "logit_laplace"] = "mse"
     in_channels: PositiveInt = 1  # filled from the dataset by the pipeline
     image_size: PositiveInt = 32  # filled from the dataset by the pipeline
     hidden_channels: PositiveInt = 64
@@ -20,9 +22,10 @@ class TokenizerConfig(BaseModel):
     n_res_blocks: int = Field(2, ge=0)
     downsample: PositiveInt = 4  # a power of two: each halving is one strided conv
     embed_dim: PositiveInt = 64
+    top_downsample: PositiveInt = 2  # vqvae2 only: the top grid is this much coarser than the bottom grid
     quantizer: dict[str, Any] = Field(default_factory=lambda: {"name": "vq", "codebook_size": 512, "beta": 0.25})
 
-    @field_validator("downsample")
+    @field_validator("downsample", "top_downsample")
     @classmethod
     def _power_of_two(cls, value: int) -> int:
         if value & (value - 1):

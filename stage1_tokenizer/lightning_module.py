@@ -10,6 +10,7 @@ from pipeline.datasets import to_float
 from pipeline.training import TrainConfig, make_optimizer
 
 from .config import TokenizerConfig
+from .losses import reconstruction_loss
 from .tokenizer import build_tokenizer
 
 
@@ -29,23 +30,26 @@ class TokenizerModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images = to_float(batch[0])
-        recon, quant = self.model(images)
-        recon_loss = F.mse_loss(recon, images)
+        output, quant = self.model(images)
+        recon_loss = reconstruction_loss(output, images, self.config.recon_loss)
         loss = recon_loss + quant.loss
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/recon_mse", recon_loss)
+        self.log(f"train/recon_{self.config.recon_loss}", recon_loss)
         for name, value in quant.stats.items():
             self.log(f"train/{name}", value)
         return loss
 
     def on_train_epoch_end(self) -> None:
         # Usage over the whole epoch (reduced across processes inside epoch_stats), not the last batch.
-        for name, value in self.model.quantizer.epoch_stats().items():
-            self.log(f"epoch/{name}", value, prog_bar=name == "perplexity", sync_dist=False)
+        quantizers = self.model.quantizers()
+        for level, quantizer in quantizers.items():
+            prefix = "epoch/" if len(quantizers) == 1 else f"epoch/{level}/"
+            for name, value in quantizer.epoch_stats().items():
+                self.log(f"{prefix}{name}", value, prog_bar=name == "perplexity", sync_dist=False)
 
     def validation_step(self, batch, batch_idx):
         images = to_float(batch[0])
-        recon, quant = self.model(images)
+        recon = self.model.output_to_image(self.model(images)[0])
         self.log("val/recon_mse", F.mse_loss(recon, images), sync_dist=True)
         self.log("val/psnr", psnr(recon, images).mean(), prog_bar=True, sync_dist=True)
 

@@ -69,3 +69,75 @@ class Decoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+# --- DALL-E-style (dVAE) networks: bottleneck residual blocks with a post-gain, max-pool / nearest resampling ----
+
+class DalleBlock(nn.Module):
+    """Bottleneck residual block: identity (or 1x1) shortcut + post_gain * (3x3 -> 3x3 -> 3x3 -> 1x1 path)."""
+
+    def __init__(self, in_channels: int, out_channels: int, post_gain: float):
+        super().__init__()
+        hidden = max(out_channels // 4, 1)
+        self.shortcut = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+        self.path = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(hidden, out_channels, 1),
+        )
+        self.post_gain = post_gain  # keeps the residual sum well scaled at init, as in DALL-E
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.post_gain * self.path(x)
+
+
+class DalleEncoder(nn.Module):
+    """Groups of blocks; channels grow per group; a 2x max-pool between groups (log2(downsample) times)."""
+
+    def __init__(self, in_channels, hidden_channels, res_channels, n_res_blocks, downsample, out_channels):
+        super().__init__()
+        n_groups = int(math.log2(downsample)) + 1
+        blocks = max(n_res_blocks, 1)
+        gain = 1.0 / (n_groups * blocks) ** 2
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, hidden_channels, 7, padding=3)]
+        channels = hidden_channels
+        for group in range(n_groups):
+            width = hidden_channels * 2 ** min(group, 2)
+            for _ in range(blocks):
+                layers.append(DalleBlock(channels, width, gain))
+                channels = width
+            if group < n_groups - 1:
+                layers.append(nn.MaxPool2d(2))
+        layers += [nn.ReLU(), nn.Conv2d(channels, out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class DalleDecoder(nn.Module):
+    """Mirror of :class:`DalleEncoder` with nearest-neighbour 2x upsampling between groups."""
+
+    def __init__(self, in_channels, hidden_channels, res_channels, n_res_blocks, upsample, out_channels):
+        super().__init__()
+        n_groups = int(math.log2(upsample)) + 1
+        blocks = max(n_res_blocks, 1)
+        gain = 1.0 / (n_groups * blocks) ** 2
+        channels = hidden_channels * 2 ** min(n_groups - 1, 2)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 1)]
+        for group in reversed(range(n_groups)):
+            width = hidden_channels * 2 ** min(group, 2)
+            for _ in range(blocks):
+                layers.append(DalleBlock(channels, width, gain))
+                channels = width
+            if group > 0:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        layers += [nn.ReLU(), nn.Conv2d(channels, out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+NETWORKS = {"deepmind": (Encoder, Decoder), "dalle": (DalleEncoder, DalleDecoder)}

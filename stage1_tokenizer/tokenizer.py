@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.files import load_model_dir
+from pipeline.files import load_model_dir, load_weights
 
 from .config import TokenizerConfig
 from .vqvae import VQVAE
+from .vqvae2 import VQVAE2
 
-ARCHITECTURES = {"vqvae": (VQVAE, TokenizerConfig)}
+ARCHITECTURES = {"vqvae": (VQVAE, TokenizerConfig), "vqvae2": (VQVAE2, TokenizerConfig)}
 
 
 class Tokenizer:
@@ -20,7 +21,7 @@ class Tokenizer:
         config, state = load_model_dir(directory, kind="tokenizer")
         config.pop("provenance", None)
         model = build_tokenizer(config)
-        model.load_state_dict(state)
+        load_weights(model, state, directory)
         return model.to(device).eval()
 
 

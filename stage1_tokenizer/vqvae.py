@@ -10,8 +10,9 @@ from torch import nn
 from pipeline.files import save_model_dir
 
 from .config import TokenizerConfig
-from .networks import Decoder, Encoder
-from .quantizers import QuantizerOutput, build_quantizer
+from .losses import decoder_channels, to_image
+from .networks import NETWORKS
+from .quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 LEVEL = "codes"  # the name of VQ-VAE's single code level in code datasets
 
@@ -23,10 +24,20 @@ class VQVAE(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(c.in_channels, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample, c.embed_dim)
+        encoder_cls, decoder_cls = NETWORKS[c.network]
+        self.encoder = encoder_cls(c.in_channels, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
+                                   c.embed_dim)
         name, options = c.quantizer_options()
         self.quantizer = build_quantizer(name, c.embed_dim, options)
-        self.decoder = Decoder(c.embed_dim, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample, c.in_channels)
+        self.decoder = decoder_cls(c.embed_dim, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
+                                   decoder_channels(c.recon_loss, c.in_channels))
+
+    def quantizers(self) -> dict[str, Quantizer]:
+        return {LEVEL: self.quantizer}
+
+    def output_to_image(self, output: torch.Tensor) -> torch.Tensor:
+        """Decoder output (whose layout depends on the reconstruction loss) -> image in [-1, 1]."""
+        return to_image(output, self.config.recon_loss)
 
     # --- the tokenizer contract -------------------------------------------------------------------------------
     def levels(self) -> dict[str, dict]:
@@ -38,6 +49,7 @@ class VQVAE(nn.Module):
         return self.quantizer(self.encoder(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Returns the raw decoder output (see ``output_to_image``) and the quantizer's output."""
         out = self.quantize(x)
         return self.decoder(out.z_q), out
 
@@ -47,11 +59,11 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.decoder(self.quantizer.decode_codes(codes[LEVEL]))
+        return self.output_to_image(self.decoder(self.quantizer.decode_codes(codes[LEVEL])))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x)[0]
+        return self.output_to_image(self(x)[0])
 
     # --- persistence ------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, provenance: dict | None = None) -> str:

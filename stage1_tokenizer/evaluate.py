@@ -1,0 +1,112 @@
+"""Tokenizer evaluation on an image split: MSE, PSNR, SSIM, per-level perplexity and usage, and two figures
+(reconstructions next to originals; the codebook-usage histogram)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.datasets import ImageData, to_float, to_uint8
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5) of images in [0, 1], channel-averaged."""
+    channels = a.shape[1]
+    window = _gaussian_window().to(a).expand(channels, 1, -1, -1)
+    conv = lambda t: F.conv2d(t, window, groups=channels)
+    mu_a, mu_b = conv(a), conv(b)
+    var_a = conv(a * a) - mu_a**2
+    var_b = conv(b * b) - mu_b**2
+    cov = conv(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    score = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return score.flatten(1).mean(1)
+
+
+@torch.no_grad()
+def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Returns (metrics, per-level code counts ``[sum of codebook sizes]``)."""
+    tokenizer.eval()
+    levels = tokenizer.levels()
+    counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.float64) for name, spec in levels.items()}
+    sq_err = psnr_sum = ssim_sum = 0.0
+    for start in range(0, len(data), batch_size):
+        images = to_float(data.images[start : start + batch_size])
+        codes = tokenizer.encode(images)
+        recon = tokenizer.decode(codes).clamp(-1, 1)
+        per_image = (recon - images).pow(2).flatten(1).mean(1)
+        sq_err += per_image.sum().item()
+        psnr_sum += (10 * torch.log10(4.0 / per_image.clamp_min(1e-10))).sum().item()
+        if images.shape[-1] >= 11:
+            ssim_sum += ssim((recon + 1) / 2, (images + 1) / 2).sum().item()
+        for name, level_codes in codes.items():
+            offset = 0
+            for channel, size in enumerate(levels[name]["codebook_sizes"]):
+                counts[name][offset : offset + size] += torch.bincount(level_codes[..., channel].reshape(-1),
+                                                                       minlength=size).double()
+                offset += size
+    n = len(data)
+    metrics = {"images": n, "mse": sq_err / n, "psnr": psnr_sum / n,
+               "ssim": ssim_sum / n if data.image_size >= 11 else None, "levels": {}}
+    for name, spec in levels.items():
+        per_channel, offset = [], 0
+        for size in spec["codebook_sizes"]:
+            part = counts[name][offset : offset + size]
+            offset += size
+            probs = part / part.sum()
+            nz = probs[probs > 0]
+            per_channel.append((math.exp(-(nz * nz.log()).sum().item()), (part > 0).double().mean().item(),
+                                int((part == 0).sum())))
+        metrics["levels"][name] = {
+            "grid": spec["grid"], "codebook_sizes": spec["codebook_sizes"],
+            "perplexity": sum(p for p, _, _ in per_channel) / len(per_channel),
+            "usage": sum(u for _, u, _ in per_channel) / len(per_channel),
+            "dead_codes": sum(d for _, _, d in per_channel),
+        }
+    return metrics, counts
+
+
+@torch.no_grad()
+def reconstruction_grid(tokenizer, data: ImageData, path: Path, n: int = 32) -> None:
+    """Rows alternate originals and their reconstructions, 8 images a row."""
+    from pipeline.steps import write_image_grid
+
+    originals = data.images[:n]
+    recon = to_uint8(tokenizer.reconstruct(to_float(originals)))
+    rows = []
+    for start in range(0, originals.shape[0], 8):
+        rows += [originals[start : start + 8], recon[start : start + 8]]
+    write_image_grid(torch.cat(rows), path, nrow=8)
+
+
+def usage_histogram(counts: dict[str, torch.Tensor], path: Path) -> None:
+    """Codes sorted by frequency, one panel per level: a flat curve means an evenly used codebook."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.files import atomic_path
+
+    fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 3.2), squeeze=False)
+    for ax, (name, level_counts) in zip(axes[0], counts.items()):
+        freq = (level_counts / level_counts.sum()).sort(descending=True).values.numpy()
+        ax.bar(range(len(freq)), freq, width=1.0, color="#3b6ea5")
+        used = int((level_counts > 0).sum())
+        ax.set_title(f"{name}: {used}/{len(freq)} codes used")
+        ax.set_xlabel("code (sorted by frequency)")
+        ax.set_ylabel("fraction of positions")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,77 @@
+"""Tokenizer models: VQ-VAE and VQ-VAE-2 in both network flavours, the reconstruction losses, evaluation."""
+
+import math
+
+import pytest
+import torch
+
+from stage1_tokenizer.config import TokenizerConfig
+from stage1_tokenizer.evaluate import ssim
+from stage1_tokenizer.losses import LOGIT_LAPLACE_EPS, reconstruction_loss, to_image
+from stage1_tokenizer.tokenizer import Tokenizer, build_tokenizer
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    base = dict(hidden_channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, image_size=16,
+                quantizer={"name": "vq", "codebook_size": 16})
+    return build_tokenizer(TokenizerConfig(**{**base, **kw}))
+
+
+@pytest.mark.parametrize("arch", ["vqvae", "vqvae2"])
+@pytest.mark.parametrize("network", ["deepmind", "dalle"])
+def test_encode_decode_round_trip_and_save_load(arch, network, tmp_path):
+    model = tiny(arch=arch, network=network).eval()
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    codes = model.encode(x)
+    expected = {"vqvae": {"codes": (3, 4, 4, 1)}, "vqvae2": {"top": (3, 2, 2, 1), "bottom": (3, 4, 4, 1)}}[arch]
+    assert {k: tuple(v.shape) for k, v in codes.items()} == expected
+    assert {k: v["grid"] for k, v in model.levels().items()} == {k: list(s[1:3]) for k, s in expected.items()}
+    # decoding the codes gives exactly the reconstruction
+    assert torch.allclose(model.decode(codes), model.reconstruct(x), atol=1e-5)
+    model.save(tmp_path / "tok")
+    loaded = Tokenizer.load(tmp_path / "tok")
+    assert all(torch.equal(loaded.encode(x)[k], codes[k]) for k in codes)
+
+
+def test_vqvae2_bottom_codes_depend_on_the_top():
+    model = tiny(arch="vqvae2").eval()
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    codes = model.encode(x)
+    other_top = {"top": (codes["top"] + 1) % 16, "bottom": codes["bottom"]}
+    assert not torch.allclose(model.decode(codes), model.decode(other_top))
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "logit_laplace"])
+def test_gradient_reaches_the_encoder_for_every_loss(loss):
+    model = tiny(recon_loss=loss).train()
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    output, quant = model(x)
+    (reconstruction_loss(output, x, loss) + quant.loss).backward()
+    assert model.encoder.net[0].weight.grad.abs().sum() > 0
+
+
+def test_logit_laplace_against_hand_computation():
+    mu, log_b = torch.tensor(0.3), torch.tensor(-0.5)
+    pixel = 0.8  # in [0, 1]
+    output = torch.stack([mu, log_b]).view(1, 2, 1, 1)
+    target = torch.tensor(pixel * 2 - 1).view(1, 1, 1, 1)
+    y = pixel * (1 - 2 * LOGIT_LAPLACE_EPS) + LOGIT_LAPLACE_EPS
+    b = math.exp(-0.5)
+    expected = math.log(2 * b) + math.log(y * (1 - y)) + abs(math.log(y / (1 - y)) - 0.3) / b
+    assert abs(reconstruction_loss(output, target, "logit_laplace").item() - expected) < 1e-5
+    # the image is the squeezed sigmoid(mu) mapped back to [-1, 1]
+    image = to_image(output, "logit_laplace").item()
+    assert abs(image - (((1 / (1 + math.exp(-0.3))) - 0.1) / 0.8 * 2 - 1)) < 1e-6
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noise():
+    torch.manual_seed(0)
+    a = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(ssim(a, a), torch.ones(2), atol=1e-5)
+    assert (ssim(a, (a + 0.3 * torch.randn_like(a)).clamp(0, 1)) < 0.9).all()
+
+
+def test_downsample_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="power of two"):
+        TokenizerConfig(downsample=3)
