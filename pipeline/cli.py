@@ -273,6 +273,34 @@ def _print_metrics(result: dict) -> None:
     Console().print(table)
 
 
+@app.command("report")
+@user_errors
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run directories."),
+    out: Path = typer.Option(Path("runs/comparison"), "--out", help="Where the comparison table goes."),
+    debug: bool = DebugOpt,
+):
+    """A Markdown + HTML page per run (RUN/summary/) and a comparison table across runs."""
+    from rich.table import Table
+
+    from .run_summary import collect_run, write_comparison, write_run_page
+
+    infos = []
+    for run_dir in runs:
+        info = collect_run(run_dir)
+        write_run_page(info, run_dir / "summary")
+        infos.append(info)
+    rows = write_comparison(infos, out)
+    columns = ["run", "PSNR", "perplexity", "rFID", "prior", "NLL (bits/code)", "n", "FID", "KID"]
+    table = Table(title="vqgen comparison (all columns in comparison.md)")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    Console().print(table)
+    console.print(f"pages: RUN/summary/index.html; comparison: {out}/comparison.md, comparison.html")
+
+
 def _run(config: Path, sets: List[str], run_dir: Optional[Path]):
     from .runner import run_pipeline
 

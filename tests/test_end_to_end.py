@@ -57,6 +57,15 @@ def test_whole_chain(run, inception_weights, tmp_path):
     images = torch.zeros(2, 1, 16, 16)
     assert tok.decode(tok.encode(images)).shape == (2, 1, 16, 16)
 
+    # The per-run page and the comparison table.
+    report = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "cmp")])
+    assert report.exit_code == 0, report.output
+    for name in ("index.md", "index.html", "summary.json", "loss_curves.png", "reconstructions.png",
+                 "codebook_usage.png", "samples-gpt.png"):
+        assert (run / "summary" / name).exists(), name
+    rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert rows[0]["FID"] == f"{metrics['generation']['fid']:.4g}" and rows[0]["prior"] == "gpt"
+
     # A second run skips every finished step.
     again = CliRunner().invoke(app, ["run", str(config), *sets()])
     assert again.exit_code == 0, again.output
