@@ -1,9 +1,20 @@
 """Quantizers of the VQ-VAE family, one per file, each registered under its config name.
 
 Importing this package registers them all; ``build_quantizer(name, embed_dim, options)`` builds one.
+
+- ``vq``: nearest code, codebook + beta * commitment loss (options: cosine, low-dim lookup, k-means init,
+  dead-code restarts, rotation trick)
+- ``ema``: the same with codes learned as EMAs of their assigned outputs (commitment loss only)
+- ``gumbel``: Gumbel-softmax over codebook logits with an annealed temperature and a KL to uniform
+- ``fsq``: finite scalar quantization (bounded, rounded channels; an implicit grid codebook)
+- ``lfq``: lookup-free quantization (sign bits) with an entropy penalty
+- ``rvq``: residual VQ, one code per level, with optional quantizer dropout
+- ``pq``: product VQ, one code per channel group
+- ``sq``: SQ-VAE's Gaussian stochastic quantization with a learned variance
+- ``soft``: softmax-weighted mix of codes in training, nearest code at eval
 """
 
 from .base import QUANTIZERS, Quantizer, QuantizerOutput, build_quantizer, make_quantizer_config, register_quantizer
-from . import vq  # noqa: F401  (registers "vq")
+from . import vq, ema, gumbel, fsq, lfq, rvq, pq, sq, soft  # noqa: F401  (importing registers each one)
 
 __all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "build_quantizer", "make_quantizer_config", "register_quantizer"]

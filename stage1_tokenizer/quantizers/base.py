@@ -61,13 +61,34 @@ def to_channels_first(z: torch.Tensor) -> torch.Tensor:
 
 def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """``||x - e||^2`` for every pair, in fp32 whatever the autocast dtype (low precision picks wrong codes)."""
-    x = x.float()
-    codebook = codebook.float()
-    return (
-        x.pow(2).sum(1, keepdim=True)
-        - 2.0 * (x @ codebook.t())
-        + codebook.pow(2).sum(1)[None, :]
-    )
+    with torch.autocast(device_type=x.device.type, enabled=False):  # else the matmul below would run in bf16
+        x = x.float()
+        codebook = codebook.float()
+        return torch.addmm(
+            x.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1)[None, :], x, codebook.t(), alpha=-2.0
+        ).clamp_min(0.0)
+
+
+def full_precision(reference: torch.Tensor):
+    """Context that turns autocast off, so a quantizer's distances, logits and code maths run in fp32."""
+    return torch.autocast(device_type=reference.device.type, enabled=False)
+
+
+def linear_fp32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A projection in fp32 even when the module was cast to bf16 (a bf16 projection moves codes across borders)."""
+    bias = None if layer.bias is None else layer.bias.float()
+    return torch.nn.functional.linear(x.float(), layer.weight.float(), bias)
+
+
+def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
+    """Forward value ``quantized``, gradient copied unchanged to ``x`` (van den Oord et al. 2017).
+
+    When no gradient is wanted the code vectors are returned as they are: ``x + (q - x)`` differs from ``q`` by
+    rounding, and ``decode_codes(codes) == z_q`` must hold exactly.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return quantized
+    return x + (quantized - x).detach()
 
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor, max_elements: int = 1 << 24) -> torch.Tensor:
@@ -89,6 +110,27 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor, max_elements: int = 1 
                 torch.addmm(half_norms[None, :], chunk, codebook.t(), alpha=-1.0).argmin(1)
                 for chunk in x.split(rows)
             ]
+        )
+
+
+def grouped_nearest_code(x: torch.Tensor, codebooks: torch.Tensor, max_elements: int = 1 << 24) -> torch.Tensor:
+    """Nearest code per group: ``x [G, N, d]`` against ``codebooks [G, K, d]`` gives indices ``[G, N]``.
+
+    One batched matmul (``baddbmm``) serves all groups; rows are chunked so that at most ``max_elements``
+    scores exist at once. fp32 whatever the autocast dtype, like :func:`nearest_code`.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        codebooks = codebooks.float()
+        groups, size = codebooks.shape[0], codebooks.shape[1]
+        half_norms = 0.5 * codebooks.pow(2).sum(-1).unsqueeze(1)  # [G, 1, K]
+        codes_t = codebooks.transpose(1, 2)
+        rows = max(1, max_elements // max(1, groups * size))
+        if x.shape[1] <= rows:
+            return torch.baddbmm(half_norms, x, codes_t, alpha=-1.0).argmin(-1)
+        return torch.cat(
+            [torch.baddbmm(half_norms, chunk, codes_t, alpha=-1.0).argmin(-1) for chunk in x.split(rows, dim=1)],
+            dim=1,
         )
 
 
@@ -169,6 +211,15 @@ def batch_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
     return torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
 
 
+def channel_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
+    """Batch perplexity of each channel of ``codes [..., C]`` (each of vocabulary ``size``), averaged over channels."""
+    channels = codes.shape[-1]
+    flat = codes.reshape(-1, channels) + torch.arange(channels, device=codes.device) * size
+    counts = torch.bincount(flat.reshape(-1), minlength=channels * size).float().view(channels, size)
+    probs = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    return torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum(1)).mean()
+
+
 def build_quantizer(name: str, embed_dim: int, options: dict[str, Any]) -> Quantizer:
     """Build the quantizer registered as ``name``; ``options`` fill its config dataclass."""
     importlib.import_module(__package__)  # importing the package registers every quantizer
@@ -194,7 +245,11 @@ def make_quantizer_config(name: str, options: dict[str, Any]) -> Any:
             f"unknown option(s) {', '.join(unknown)} for quantizer {name!r}; its options are: {', '.join(known_fields)}"
         )
     for key, value in options.items():
-        _check_option_type(name, key, value, known_fields[key].default)
+        known = known_fields[key]
+        default = known.default
+        if default is dataclasses.MISSING and known.default_factory is not dataclasses.MISSING:
+            default = known.default_factory()
+        _check_option_type(name, key, value, default)
     return config_cls(**options)
 
 
@@ -203,12 +258,23 @@ def _check_option_type(quantizer: str, key: str, value: Any, default: Any) -> No
     if default is dataclasses.MISSING or default is None:
         return
     expected = type(default)
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
+    ok = _is_instance(value, expected)
     if expected in (list, tuple) and isinstance(value, (list, tuple)):
-        ok = True
+        # A sequence option: its elements must have the type of the default's elements (levels: [8, 5, 5]).
+        ok = not default or all(_is_instance(item, type(default[0])) for item in value)
+        if not ok:
+            raise ValueError(
+                f"quantizer {quantizer!r} option {key!r} must be a list of {type(default[0]).__name__}, got {value!r}"
+            )
     if not ok:
         raise ValueError(
             f"quantizer {quantizer!r} option {key!r} must be {expected.__name__}, got {type(value).__name__} {value!r}"
         )
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if isinstance(value, bool) and expected is not bool:
+        return False  # True is an int to Python, never a count or a weight to a config
+    if expected is float and isinstance(value, int):
+        return True
+    return isinstance(value, expected)

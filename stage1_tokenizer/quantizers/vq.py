@@ -1,4 +1,13 @@
-"""Plain vector quantization (van den Oord et al. 2017): nearest codebook vector, codebook loss and commitment."""
+"""Vector quantization (van den Oord et al. 2017): nearest codebook vector, codebook loss and commitment.
+
+Options beyond the paper, each off by default:
+
+- ``cosine``: l2-normalise encoder outputs and codes, so the nearest code is the one at the smallest angle;
+- ``codebook_dim``: look codes up in a small space (a linear map per position, i.e. a 1x1 convolution, in and
+  out), which with ``cosine`` is the factorised, normalised lookup of ViT-VQGAN (Yu et al. 2022);
+- ``kmeans_init`` and ``restart`` (dead-code restart): see :mod:`.codebook`;
+- ``rotation_trick``: the gradient estimator of :mod:`.rotation` instead of straight-through.
+"""
 
 from __future__ import annotations
 
@@ -12,47 +21,83 @@ from .base import (
     Quantizer,
     QuantizerOutput,
     batch_perplexity,
-    nearest_code,
+    full_precision,
+    linear_fp32,
     register_quantizer,
+    straight_through,
     to_channels_first,
     to_channels_last,
 )
+from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .rotation import rotate_onto_codes
 
 
 @dataclass
-class VQConfig:
+class VQConfig(CodebookUpkeepConfig):
     codebook_size: int = 512
     beta: float = 0.25  # commitment weight, applied to the encoder term ||z_e - sg[e]||^2
+    cosine: bool = False  # compare directions: l2-normalised inputs and codes
+    codebook_dim: int = 0  # > 0: project to this many dimensions for the lookup and back; 0 = look up in place
+    rotation_trick: bool = False  # rotation-trick gradient (Fifty et al. 2024) instead of straight-through
 
 
 @register_quantizer("vq", VQConfig)
 class VectorQuantizer(Quantizer):
+    uses_ema = False  # the ema quantizer reuses this class with EMA-learned codes
+
     def __init__(self, embed_dim: int, config: VQConfig):
         super().__init__()
         if config.codebook_size <= 0:
             raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
+        if config.codebook_dim < 0:
+            raise ValueError(f"quantizer.codebook_dim must be 0 (off) or positive, got {config.codebook_dim}")
+        if config.beta < 0:
+            raise ValueError(f"quantizer.beta must be non-negative, got {config.beta}")
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]
-        self.codebook = nn.Embedding(config.codebook_size, embed_dim)
-        bound = 1.0 / config.codebook_size
-        nn.init.uniform_(self.codebook.weight, -bound, bound)
+        lookup_dim = config.codebook_dim or embed_dim
+        self.project_in = nn.Linear(embed_dim, lookup_dim) if config.codebook_dim else None
+        self.project_out = nn.Linear(lookup_dim, embed_dim) if config.codebook_dim else None
+        self.codebook = Codebook(
+            config.codebook_size,
+            lookup_dim,
+            upkeep=config,
+            ema_decay=getattr(config, "decay", 0.0) if self.uses_ema else None,
+            ema_eps=getattr(config, "eps", 1e-5),
+            cosine=config.cosine,
+        )
         self._init_usage()
 
+    def _to_lookup_space(self, x: torch.Tensor) -> torch.Tensor:
+        if self.project_in is not None:
+            x = linear_fp32(self.project_in, x)
+        return F.normalize(x, dim=-1) if self.config.cosine else x
+
+    def _from_lookup_space(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.project_out is None else linear_fp32(self.project_out, x)
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        z_last = to_channels_last(z)
-        flat = z_last.reshape(-1, self.embed_dim)
-        indices = nearest_code(flat, self.codebook.weight)
-        quantized = self.codebook(indices).view_as(z_last)
+        with full_precision(z):
+            z_last = to_channels_last(z).float()
+            x = self._to_lookup_space(z_last.reshape(-1, self.embed_dim))
+            indices, quantized = self.codebook(x[None])
+            indices, quantized = indices[0], quantized[0]
 
-        # The codebook term moves the codes toward the encoder outputs; the commitment term (weighted by beta)
-        # keeps the encoder close to its codes. Each term stops the gradient of the other side.
-        codebook_loss = F.mse_loss(quantized.float(), z_last.detach().float())
-        commitment_loss = F.mse_loss(z_last.float(), quantized.detach().float())
-        loss = codebook_loss + self.config.beta * commitment_loss
+            # The codebook term moves the codes toward the encoder outputs; the commitment term (weighted by beta)
+            # keeps the encoder close to its codes. Each term stops the gradient of the other side. EMA codes learn
+            # from their running averages instead, so they take only the commitment term.
+            codebook_loss, commitment_loss = vq_loss_terms(x, quantized)
+            loss = self.config.beta * commitment_loss
+            if not self.uses_ema:
+                loss = loss + codebook_loss
 
-        # Straight-through estimator: forward uses the code, backward copies the gradient to the encoder output.
-        z_q = z_last + (quantized - z_last).detach()
+            if self.config.rotation_trick and torch.is_grad_enabled():
+                passed = rotate_onto_codes(x, quantized)
+            else:
+                passed = straight_through(x, quantized)
+            z_q = self._from_lookup_space(passed).view(*z_last.shape[:-1], self.embed_dim)
+
         codes = indices.view(*z_last.shape[:-1], 1)
         if self.training:
             self.record_usage(codes)
@@ -61,7 +106,12 @@ class VectorQuantizer(Quantizer):
             "commitment_loss": commitment_loss.detach(),
             "perplexity": batch_perplexity(indices, self.config.codebook_size),
         }
-        return QuantizerOutput(to_channels_first(z_q), codes, loss, stats)
+        if self.config.restart:
+            stats["restarted_codes"] = torch.tensor(float(self.codebook.restarted_last_step))
+        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_channels_first(self.codebook(codes[..., 0]))
+        with full_precision(codes):
+            quantized = self.codebook.embed(codes[..., 0].reshape(1, -1))[0]
+            z_q = self._from_lookup_space(quantized)
+        return to_channels_first(z_q.view(*codes.shape[:-1], self.embed_dim))

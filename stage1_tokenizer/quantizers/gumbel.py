@@ -1,0 +1,96 @@
+"""Gumbel-softmax quantization (Jang et al. 2017; the DALL-E dVAE, Ramesh et al. 2021).
+
+A 1x1 projection turns each position into ``K`` logits. In training a relaxed one-hot sample
+``softmax((logits + Gumbel noise) / tau)`` mixes the codebook vectors (``hard``: the one-hot of its argmax in the
+forward pass, the relaxed sample's gradient in the backward pass). The temperature ``tau`` is annealed over
+training steps from ``tau_start`` to ``tau_end``. A KL term to the uniform prior, ``KL(softmax(logits) || U(K))``,
+weighted by ``kl_weight``, keeps the posteriors spread over the codebook. At eval the code is the argmax logit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import (
+    Quantizer,
+    QuantizerOutput,
+    batch_perplexity,
+    full_precision,
+    linear_fp32,
+    register_quantizer,
+    to_channels_first,
+    to_channels_last,
+)
+from .schedules import annealed, check_schedule
+
+
+@dataclass
+class GumbelConfig:
+    codebook_size: int = 512
+    hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
+    tau_start: float = 1.0
+    tau_end: float = 0.0625  # 1/16, DALL-E's final temperature
+    anneal_steps: int = 10000  # training steps (forward passes in training mode) from tau_start to tau_end
+    schedule: str = "exp"  # exp | linear | cosine
+    kl_weight: float = 5e-4  # weight of KL(softmax(logits) || uniform), averaged over positions
+
+
+@register_quantizer("gumbel", GumbelConfig)
+class GumbelQuantizer(Quantizer):
+    def __init__(self, embed_dim: int, config: GumbelConfig):
+        super().__init__()
+        if config.codebook_size <= 0:
+            raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
+        if config.kl_weight < 0:
+            raise ValueError(f"quantizer.kl_weight must be non-negative, got {config.kl_weight}")
+        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps)
+        self.config = config
+        self.embed_dim = embed_dim
+        self.codebook_sizes = [config.codebook_size]
+        self.to_logits = nn.Linear(embed_dim, config.codebook_size)  # a 1x1 convolution on channels-last features
+        self.codebook = nn.Embedding(config.codebook_size, embed_dim)
+        # Steps taken, saved with the model so a resumed run continues the schedule where it stopped.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self._init_usage()
+
+    def temperature(self) -> float:
+        c = self.config
+        return annealed(c.tau_start, c.tau_end, int(self.step), c.anneal_steps, c.schedule)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        with full_precision(z):
+            z_last = to_channels_last(z).float()
+            logits = linear_fp32(self.to_logits, z_last.reshape(-1, self.embed_dim))
+            log_probs = F.log_softmax(logits, dim=-1)
+            codebook = self.codebook.weight.float()
+            tau = self.temperature()
+            if self.training:
+                sample = F.gumbel_softmax(logits, tau=tau, hard=self.config.hard, dim=-1)
+                indices = sample.argmax(-1)
+                z_q = sample @ codebook
+                self.step += 1
+            else:
+                indices = logits.argmax(-1)
+                z_q = F.embedding(indices, codebook)
+            # KL(q || uniform) = sum_k q_k log q_k + log K, per position.
+            kl = (log_probs.exp() * log_probs).sum(-1).mean() + math.log(self.config.codebook_size)
+            loss = self.config.kl_weight * kl
+
+        codes = indices.view(*z_last.shape[:-1], 1)
+        if self.training:
+            self.record_usage(codes)
+        stats = {
+            "kl": kl.detach(),
+            "temperature": torch.tensor(tau),
+            "perplexity": batch_perplexity(indices, self.config.codebook_size),
+        }
+        z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)
+        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return to_channels_first(F.embedding(codes[..., 0], self.codebook.weight.float()))

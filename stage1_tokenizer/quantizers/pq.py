@@ -1,0 +1,92 @@
+"""Product VQ (Jegou et al. 2011; grouped VQ in neural codecs): split the ``D`` channels into ``g`` groups and
+quantize each group with its own codebook.
+
+Codes are ``[B, H, W, g]``, one per group, so ``g`` codebooks of ``K`` codes stand for ``K^g`` vectors. All groups
+are looked up at once with batched fp32 distances (``baddbmm``). Losses as in VQ (or commitment only with
+``ema``); k-means init and dead-code restart run per group (see :mod:`.codebook`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import (
+    Quantizer,
+    QuantizerOutput,
+    channel_perplexity,
+    full_precision,
+    register_quantizer,
+    straight_through,
+    to_channels_first,
+    to_channels_last,
+)
+from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+
+
+@dataclass
+class PQConfig(CodebookUpkeepConfig):
+    codebook_size: int = 512  # per group
+    groups: int = 2  # code channels; must divide the embedding dimension
+    beta: float = 0.25  # commitment weight on the encoder term
+    ema: bool = False  # EMA-learned codes instead of gradient-learned ones
+    decay: float = 0.99  # EMA decay (with ema)
+    eps: float = 1e-5  # Laplace smoothing of EMA counts (with ema)
+
+
+@register_quantizer("pq", PQConfig)
+class ProductQuantizer(Quantizer):
+    def __init__(self, embed_dim: int, config: PQConfig):
+        super().__init__()
+        if config.codebook_size <= 0 or config.groups <= 0:
+            raise ValueError(
+                f"quantizer.codebook_size and groups must be positive, got {config.codebook_size}, {config.groups}"
+            )
+        if embed_dim % config.groups:
+            raise ValueError(f"quantizer.groups={config.groups} must divide the embedding dimension {embed_dim}")
+        self.config = config
+        self.embed_dim = embed_dim
+        self.group_dim = embed_dim // config.groups
+        self.codebook_sizes = [config.codebook_size] * config.groups
+        self.codebook = Codebook(
+            config.codebook_size,
+            self.group_dim,
+            groups=config.groups,
+            upkeep=config,
+            ema_decay=config.decay if config.ema else None,
+            ema_eps=config.eps,
+        )
+        self._init_usage()
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        groups = self.config.groups
+        with full_precision(z):
+            z_last = to_channels_last(z).float()
+            x = z_last.reshape(-1, self.embed_dim)
+            grouped = x.view(-1, groups, self.group_dim).transpose(0, 1)  # [g, N, D/g]
+            indices, quantized = self.codebook(grouped)
+            codebook_loss, commitment_loss = vq_loss_terms(grouped, quantized)
+            loss = self.config.beta * commitment_loss
+            if not self.config.ema:
+                loss = loss + codebook_loss
+            joined = quantized.transpose(0, 1).reshape(-1, self.embed_dim)
+            z_q = straight_through(x, joined).view(*z_last.shape[:-1], self.embed_dim)
+
+        codes = indices.t().reshape(*z_last.shape[:-1], groups)
+        if self.training:
+            self.record_usage(codes)
+        stats = {
+            "codebook_loss": codebook_loss.detach(),
+            "commitment_loss": commitment_loss.detach(),
+            "perplexity": channel_perplexity(codes, self.config.codebook_size),
+        }
+        if self.config.restart:
+            stats["restarted_codes"] = torch.tensor(float(self.codebook.restarted_last_step))
+        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        with full_precision(codes):
+            quantized = self.codebook.embed(codes.reshape(-1, self.config.groups).t())  # [g, N, D/g]
+            joined = quantized.transpose(0, 1).reshape(*codes.shape[:-1], self.embed_dim)
+        return to_channels_first(joined)
