@@ -13,8 +13,10 @@ from pipeline.files import load_model_dir, save_model_dir
 
 from .config import PriorConfig
 from .gpt import GPTPrior
+from .maskgit import MaskGITPrior
+from .pixelcnn import PixelCNNPrior
 
-PRIORS: dict[str, type[nn.Module]] = {"gpt": GPTPrior}
+PRIORS: dict[str, type[nn.Module]] = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior, "maskgit": MaskGITPrior}
 
 
 def build_prior(config: PriorConfig) -> nn.Module:
