@@ -69,6 +69,10 @@ class PriorConfig(BaseModel):
     grid: Optional[list[PositiveInt]] = None
     codebook_sizes: Optional[list[PositiveInt]] = None
     num_classes: int = Field(0, ge=0)
+    # Hierarchical codes (VQ-VAE-2): the bottom prior is conditioned on the top level's codes (GPT: a prefix).
+    context_level: Optional[str] = None
+    context_grid: Optional[list[PositiveInt]] = None
+    context_codebook_sizes: Optional[list[PositiveInt]] = None
 
 
 class SampleControls(BaseModel):

@@ -5,6 +5,10 @@ Channel c's codes use their own slice of one joint vocabulary (offset by the siz
 each position the logits of the other channels' slices are masked out, so the model only ever predicts a valid
 code. A condition token comes first: one per class, plus a null token that means "no class" (unconditional data,
 and the label dropout that classifier-free guidance needs).
+
+Conditioned on another code level (the bottom prior of VQ-VAE-2, ``context_level``): the context level's codes
+follow the condition token as a prefix, in a vocabulary slice of their own after the class tokens; they are
+given, never predicted, so the loss counts only the modelled level's tokens.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ class GPTPrior(nn.Module):
         self.seq_len = height * width * self.n_channels
         self.code_vocab = sum(sizes)
         self.null_token = self.code_vocab + config.num_classes
+        context_sizes = config.context_codebook_sizes or []
+        self.context_len = (math.prod(config.context_grid) * len(context_sizes)) if config.context_level else 0
+        context_offsets = self.null_token + 1 + torch.tensor([0] + context_sizes[:-1]).cumsum(0)
+        self.register_buffer("context_offsets", context_offsets[: len(context_sizes)], persistent=False)
+        total_vocab = self.null_token + 1 + sum(context_sizes)
         offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
         # bias[c] is 0 on channel c's slice of the vocabulary and -inf elsewhere (condition tokens included).
-        bias = torch.full((self.n_channels, self.null_token + 1), float("-inf"))
+        bias = torch.full((self.n_channels, total_vocab), float("-inf"))
         for channel, (start, size) in enumerate(zip(offsets.tolist(), sizes)):
             bias[channel, start : start + size] = 0.0
         self.register_buffer("channel_bias", bias, persistent=False)
@@ -46,8 +55,8 @@ class GPTPrior(nn.Module):
 
         g = config.gpt
         gpt_config = GPT2Config(
-            vocab_size=self.null_token + 1,
-            n_positions=self.seq_len + 1,
+            vocab_size=total_vocab,
+            n_positions=self.context_len + self.seq_len + 1,
             n_embd=g.n_embd,
             n_layer=g.n_layer,
             n_head=g.n_head,
@@ -79,8 +88,17 @@ class GPTPrior(nn.Module):
             raise ValueError(f"labels must lie in [0, {self.config.num_classes}), got {labels.min()}..{labels.max()}")
         return (self.code_vocab + labels).view(n, 1)
 
+    def prefix(self, cond: torch.Tensor, context: Optional[torch.Tensor]) -> torch.Tensor:
+        """Condition token, then the context level's tokens when the prior is conditioned on one."""
+        if not self.context_len:
+            return cond
+        if context is None:
+            raise ValueError(f"this prior models a level conditioned on {self.config.context_level!r}: pass context")
+        return torch.cat([cond, (context + self.context_offsets).flatten(1)], dim=1)
+
     # --- the prior contract ------------------------------------------------------------------------------------
-    def loss(self, codes: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def loss(self, codes: torch.Tensor, labels: Optional[torch.Tensor] = None,
+             context: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean negative log-likelihood per code, in nats."""
         tokens = self.to_tokens(codes)
         if labels is not None and self.training and self.config.label_dropout > 0:
@@ -90,8 +108,9 @@ class GPTPrior(nn.Module):
         if labels is not None and self.config.num_classes:
             has_label = labels >= 0
             cond = torch.where(has_label[:, None], self.code_vocab + labels.clamp_min(0)[:, None], cond)
-        inputs = torch.cat([cond, tokens[:, :-1]], dim=1)
-        logits = self.model(input_ids=inputs).logits.float() + self.position_bias
+        prefix = self.prefix(cond, context)
+        inputs = torch.cat([prefix, tokens[:, :-1]], dim=1)
+        logits = self.model(input_ids=inputs).logits[:, prefix.shape[1] - 1 :].float() + self.position_bias
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
 
     @torch.no_grad()
@@ -102,6 +121,7 @@ class GPTPrior(nn.Module):
         controls: Optional[SampleControls] = None,
         generator: Optional[torch.Generator] = None,
         use_cache: bool = True,
+        context: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Draw ``n`` code grids ``[n, H, W, C]``, one token at a time with the KV cache (``use_cache=False``
         recomputes the whole prefix at every step; it exists to check the cache and to measure it)."""
@@ -112,6 +132,8 @@ class GPTPrior(nn.Module):
         guided = labels is not None and self.config.num_classes > 0 and controls.cfg_scale != 1.0
         if guided:  # one batch: conditional rows, then the same rows with the null token
             cond = torch.cat([cond, torch.full_like(cond, self.null_token)])
+            context = torch.cat([context, context]) if context is not None else None
+        cond = self.prefix(cond, context)
         tokens = torch.empty(cond.shape[0], 0, dtype=torch.long, device=device)
         past = None
         step_input = cond
