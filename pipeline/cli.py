@@ -49,6 +49,16 @@ def user_errors(func: Callable) -> Callable:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; run the same command again to resume from the last checkpoint[/]")
             raise typer.Exit(130) from None
+        except OSError as err:  # a full disk or a read-only folder met outside vqgen's own writers
+            import errno
+
+            if debug or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise
+            from .files import write_error
+
+            console.print(f"[bold red]error:[/] {write_error(err.filename or 'a file', err)}", highlight=False,
+                          soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -328,6 +338,34 @@ def pipeline_run(config: Path = typer.Argument(...), sets: List[str] = SetOpt,
                  run_dir: Optional[Path] = RunDirOpt, debug: bool = DebugOpt):
     """Same as `vqgen run`."""
     _run(config, sets, run_dir)
+
+
+@app.command("bench")
+@user_errors
+def bench(quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat (smoke test)."),
+          only: Optional[str] = typer.Option(None, "--only", help="Sections to run, e.g. a,b (default: all a-e)."),
+          json_path: Optional[Path] = typer.Option(None, "--json", help="Results JSON (default benchmarks/results/bench.json)."),
+          device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+          compile_model: bool = typer.Option(False, "--compile", help="torch.compile the tokenizer-training row."),
+          repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed repeats per row (default 5)."),
+          inception_weights: Optional[str] = typer.Option(None, "--inception-weights",
+                                                          help="FID Inception weights (default $VQGEN_INCEPTION_WEIGHTS)."),
+          debug: bool = DebugOpt):
+    """Benchmark ours against vector-quantize-pytorch and naive baselines (needs `uv sync --group bench`)."""
+    try:  # benchmarks/ lives beside the packages in the checkout; it is not part of the installed wheel
+        from benchmarks.bench import DEFAULT_JSON, make_settings, parse_sections, run_bench
+    except ImportError as err:
+        raise VqgenError(f"vqgen bench runs from a source checkout (benchmarks/ not importable: {err})") from None
+    import torch
+
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise VqgenError(f"--device must be cpu or cuda (with a CUDA device present), got {device!r}")
+    try:
+        sections = parse_sections(only)
+    except ValueError as err:
+        raise VqgenError(str(err)) from None
+    settings = make_settings(quick, device, compile_model, repeats, inception_weights=inception_weights)
+    run_bench(sections, settings, json_path or DEFAULT_JSON)
 
 
 def main() -> None:  # pragma: no cover

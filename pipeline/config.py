@@ -69,7 +69,8 @@ def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefi
     """Deep-merge ``update`` into ``base``, recording which source set each dotted key."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _renamed(base[key], value):
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not (
+                _renamed(base[key], value) and _free_form(dotted)):
             _merge(base[key], value, source, origins, dotted + ".")
         else:
             base[key] = value
@@ -84,6 +85,18 @@ def _renamed(old: dict, new: dict) -> bool:
     """A mapping that names a different ``name`` (say quantizer vq -> fsq) replaces the old one: the old
     options belong to the old choice and must not leak into the new one."""
     return "name" in new and new["name"] != old.get("name")
+
+
+def _free_form(dotted: str) -> bool:
+    """Whether ``dotted`` is a free-form options mapping (tokenizer.quantizer), whose options belong to its ``name``;
+    typed sections such as ``data`` (which has a ``name`` too) keep their other keys when the name changes."""
+    node: Any = PipelineConfig
+    for part in dotted.split("."):
+        fields = getattr(node, "model_fields", None) if isinstance(node, type) else None
+        if not fields or part not in fields:
+            return False
+        node = fields[part].annotation
+    return not (isinstance(node, type) and issubclass(node, BaseModel))
 
 
 def _dotted_keys(tree: dict, prefix: str) -> list[str]:
@@ -164,7 +177,9 @@ def _origin(key: str, origins: dict[str, str]) -> Optional[str]:
         candidate = ".".join(parts[:end])
         if candidate in origins:
             return origins[candidate]
-    return None
+    # A check of a whole mapping (say tokenizer.quantizer) that sources set key by key: name those sources.
+    inner = sorted({source for dotted, source in origins.items() if dotted.startswith(key + ".")})
+    return ", ".join(inner) if inner else None
 
 
 def dump_config(config: PipelineConfig) -> str:

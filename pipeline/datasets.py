@@ -92,6 +92,11 @@ def load_split(config: DataConfig, split: Literal["train", "test"]) -> ImageData
     if images.shape[0] == 0:
         raise VqgenError(f"dataset {config.name!r} split {split!r} has no images")
     images = _fit(images, config)
+    if skipped:
+        import sys
+
+        print(f"warning: skipped {skipped} unreadable image file(s) in {config.name}/{split} "
+              f"(data.on_bad_image=skip; set it to fail to stop instead)", file=sys.stderr)
     return ImageData(images.contiguous(), labels.long(), classes, config.name, split, skipped)
 
 
@@ -167,12 +172,15 @@ def _imagefolder(config: DataConfig, split: str):
     split_root = root / split if (root / "train").is_dir() else root
     if not split_root.is_dir():
         raise VqgenError(f"image folder {root} has a train/ folder but no {split}/ folder")
-    classes = sorted(p.name for p in split_root.iterdir() if p.is_dir())
+    # With train/ and test/, both splits take their classes from the union, so a label means the same in each.
+    class_roots = [root / "train", root / "test"] if split_root is not root else [root]
+    classes = sorted({p.name for folder in class_roots if folder.is_dir() for p in folder.iterdir() if p.is_dir()})
     if not classes:
         raise VqgenError(f"{split_root} has no class sub-folders; put images in {split_root}/<class>/")
     files = [
         (path, label)
         for label, name in enumerate(classes)
+        if (split_root / name).is_dir()
         for path in sorted((split_root / name).iterdir())
         if path.suffix.lower() in IMAGE_SUFFIXES
     ]
@@ -182,6 +190,9 @@ def _imagefolder(config: DataConfig, split: str):
         order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
         cut = max(1, len(files) // 10)
         files = [files[i] for i in (order[cut:] if split == "train" else order[:cut])]
+        if not files:
+            raise VqgenError(f"{root} holds only {len(order)} image(s): too few to split 90/10 into train and test; "
+                             f"add images or make train/ and test/ folders")
     mode = "L" if config.channels == 1 else "RGB"
     size = config.image_size
     images, labels, skipped = [], [], 0
@@ -194,7 +205,7 @@ def _imagefolder(config: DataConfig, split: str):
                 if img.size != (size, size):
                     img = img.resize((size, size), Image.BICUBIC)
                 array = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
             if config.on_bad_image == "fail":
                 raise VqgenError(f"cannot read image {path}: {err} (set data.on_bad_image=skip to skip such files)") from None
             skipped += 1

@@ -130,15 +130,23 @@ def missing_weights_error(err: Exception) -> VqgenError:
 
 
 def check_weights_available(weights: Optional[Path]) -> None:
-    """Fail early (before any Inception work) when no weights file is given and none can be downloaded."""
+    """Fail early (before any Inception work) when no weights file is given and none can be downloaded, or when the
+    file holds more than tensors: torch-fidelity loads it with ``weights_only=False``, so vqgen checks it first with
+    ``weights_only=True`` (a file that passes holds nothing that unpickling could run)."""
     if weights is not None:
+        try:
+            torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickled objects, or not a torch file at all
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise VqgenError(f"the Inception weights file {weights} is not a plain state_dict of tensors ({first}); "
+                             f"vqgen does not unpickle objects from it") from None
         return
     cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_WEIGHTS
     if cached.exists():
-        return
+        return check_weights_available(cached)
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
     try:
-        torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False)
+        torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False, weights_only=True)
     except Exception as err:  # no network, DNS failure, HTTP error: all mean the same to the user
         raise missing_weights_error(err) from None

@@ -7,6 +7,7 @@ run never leaves a half-written file that a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import VqgenError
@@ -24,17 +26,58 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def write_error(path: str | Path, err: BaseException) -> VqgenError:
+    """A failed write (full disk, read-only or missing folder, ...) as one clear line; the old file is untouched."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+    full = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left" in str(err)
+    hint = "the disk is full: free some space and rerun" if full else "check the folder and rerun"
+    return VqgenError(f"could not write {path} ({reason}); {hint}. Any previous {Path(path).name} there is untouched")
+
+
+def remove_stale_temporaries(directory: str | Path, name: str | None = None) -> None:
+    """Delete the temporaries (``.NAME.*.tmp``) that a killed run left in ``directory``; nothing trusts them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for stale in directory.glob(f".{name}.*.tmp" if name else ".*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a finished temporary to disk before it is renamed into place (a rename can outlive a crash that the
+    data does not)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):  # file systems without fsync: nothing to do
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    A failed write (say a full disk) leaves the previous ``path`` as it was and raises a VqgenError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise write_error(path, err) from err
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -61,7 +104,10 @@ def read_json(path: str | Path) -> Any:
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # its I/O errors (a full disk) are not OSErrors
+            raise write_error(path, err) from err
 
 
 def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -89,18 +135,30 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     The previous directory, if any, stays untouched until the new one is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = path.with_name(f".{path.name}.old")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent, path.name)  # left by a killed run
+        if old.exists() and not path.exists():  # a kill between the two renames below: the old one comes back
+            os.replace(old, path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise write_error(path, err) from err
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(old, path)  # never leave the place empty with the only copy hidden in .old
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -109,7 +167,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def save_model_dir(directory: str | Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> str:
     """Write ``config.json`` and ``model.safetensors``; return the sha256 of the weights file."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(directory, err) from err
+    remove_stale_temporaries(directory)  # half-written weights of a killed run
     # Cloned: tied weights (a GPT's embedding and head) share memory, which safetensors refuses to write.
     tensors = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
     save_tensors(directory / WEIGHTS_FILE, tensors)

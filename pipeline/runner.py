@@ -61,13 +61,32 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
          lambda fp: steps.train_prior(cfg, paths.root / "codes", paths.prior(arch)))
     step("sample", paths.samples(arch) / META_FILE,
          lambda: steps.samples_fingerprint(cfg, paths.prior(arch), paths.tokenizer),
-         lambda: (paths.samples(arch) / "grid.png").exists(),
+         lambda: _valid_samples(paths.samples(arch)),
          lambda fp: steps.sample(cfg, paths.prior(arch), paths.tokenizer, paths.samples(arch), fp))
     step("fid", paths.report / "metrics.json",
          lambda: steps.report_fingerprint(cfg, paths.samples(arch), paths.tokenizer),
          lambda: True,
          lambda fp: steps.fid_report(cfg, paths.samples(arch), paths.tokenizer, paths.report, fp))
     return timings
+
+
+def _valid_samples(directory: Path) -> bool:
+    """Samples count as finished when the grid is there, the codes file loads and every image is there."""
+    from stage2_prior.code_dataset import CODES_FILE
+
+    from .files import load_tensors, read_json, sha256_file
+
+    try:
+        meta = read_json(directory / META_FILE)
+        codes = load_tensors(directory / CODES_FILE)
+    except VqgenError:
+        return False
+    n = meta.get("n")
+    pngs = list((directory / "png").glob("*.png")) if (directory / "png").is_dir() else []
+    if meta.get("codes_sha256") not in (None, sha256_file(directory / CODES_FILE)):
+        return False
+    return ((directory / "grid.png").exists() and len(pngs) == n
+            and all(value.shape[0] == n for key, value in codes.items() if key != "labels"))
 
 
 def _valid_codes(directory: Path) -> bool:

@@ -29,7 +29,7 @@ from .config import PipelineConfig
 from .datasets import load_split, to_float, to_uint8
 from .errors import VqgenError
 from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
-from .training import CHECKPOINT_DIR, build_trainer, fit
+from .training import CHECKPOINT_DIR, EpochRandomSampler, build_trainer, fit
 
 console = Console(stderr=True)
 
@@ -64,6 +64,10 @@ def fingerprint(*parts: Any) -> str:
 def _model_section(section) -> dict:
     dump = section.model_dump(mode="json")
     dump["train"] = {k: v for k, v in dump["train"].items() if k not in RUN_ONLY_TRAIN_KEYS}
+    # A prior's other architectures' sub-sections (gpt:, pixelcnn:, maskgit:) do not shape the model trained.
+    for arch in ("gpt", "pixelcnn", "maskgit"):
+        if isinstance(dump.get(arch), dict) and dump.get("arch") != arch:
+            del dump[arch]
     return dump
 
 
@@ -110,18 +114,33 @@ def _archive_stale_checkpoints(out: Path, expected: str) -> None:
     if ckpt_dir.exists():
         if recorded_fingerprint(marker) == expected:
             return
-        stale = out / f"{CHECKPOINT_DIR}-stale-{int(time.time())}"
+        stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+        while (out / f"{CHECKPOINT_DIR}-stale-{stamp}").exists() or (out / f"logs-stale-{stamp}").exists():
+            n += 1  # two changes within a second: never rename onto an archive that is already there
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        stale = out / f"{CHECKPOINT_DIR}-stale-{stamp}"
         ckpt_dir.rename(stale)
         console.print(f"[yellow]checkpoints in {ckpt_dir} came from another config; moved them to {stale}[/]")
+        if (out / "logs").exists():  # their training logs go with them (a resumed run appends to its logs)
+            (out / "logs").rename(out / f"logs-stale-{stamp}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": expected})
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=shuffle and len(dataset) > batch_size,
+    # The shuffle order is a function of (seed, epoch), so a resumed run sees the batches an uninterrupted one would.
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochRandomSampler(dataset, seed) if shuffle else None,
+                      num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
                       generator=torch.Generator().manual_seed(seed) if shuffle else None,
                       persistent_workers=num_workers > 0)
+
+
+def _built(kind: str, build):
+    """Build a model, turning the checks its constructor makes (sizes, options) into a clear user error."""
+    try:
+        return build()
+    except (ValueError, TypeError) as err:
+        raise VqgenError(f"invalid {kind} config: {err}") from err
 
 
 def train_tokenizer(cfg: PipelineConfig, out: Path) -> Path:
@@ -134,7 +153,7 @@ def train_tokenizer(cfg: PipelineConfig, out: Path) -> Path:
                          f"set data.image_size to a multiple of it")
     expected = tokenizer_fingerprint(cfg)
     _archive_stale_checkpoints(out, expected)
-    module = TokenizerModule(arch, cfg.tokenizer.train)
+    module = _built("tokenizer", lambda: TokenizerModule(arch, cfg.tokenizer.train))
     if cfg.tokenizer.train.compile:
         module.model = torch.compile(module.model)
     trainer = build_trainer(cfg.tokenizer.train, out)
@@ -167,9 +186,11 @@ def tokenize(cfg: PipelineConfig, tokenizer_dir: Path, out_root: Path, splits=("
 def train_prior(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     level = cfg.prior.level
-    train_codes = CodeDataset(codes_root / "train", level)
+    train_codes = CodeDataset(codes_root / "train", level, all_levels=True)
     test_dir = codes_root / "test"
-    test_codes = CodeDataset(test_dir, level) if (test_dir / META_FILE).exists() else None
+    test_codes = CodeDataset(test_dir, level, all_levels=True) if (test_dir / META_FILE).exists() else None
+    if test_codes is not None:
+        check_same_codes(train_codes, test_codes)
     arch = cfg.prior.architecture()
     conditional = arch.class_conditional if arch.class_conditional is not None else train_codes.num_classes > 0
     if conditional and train_codes.num_classes == 0:
@@ -184,7 +205,10 @@ def train_prior(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
     arch = arch.model_copy(update=filled)
     expected = prior_fingerprint(cfg, codes_root / "train")
     _archive_stale_checkpoints(out, expected)
-    prior = build_prior(arch)
+    if train_codes.stacked:
+        prior = _built("prior", lambda: _hierarchical_prior(arch, train_codes))
+    else:
+        prior = _built("prior", lambda: build_prior(arch))
     module = PriorModule(prior, cfg.prior.train)
     trainer = build_trainer(cfg.prior.train, out, has_validation=test_codes is not None)
     t = cfg.prior.train
@@ -194,12 +218,45 @@ def train_prior(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
         nll = evaluate_prior_nll(prior, test_codes) if test_codes else None
         save_prior(prior, out, {
             "tokenizer_sha256": train_codes.meta["tokenizer"]["weights_sha256"],
-            "codes": {"dir": str(codes_root), "level": train_codes.level, "grid": train_codes.grid,
-                      "codebook_sizes": train_codes.codebook_sizes},
+            "codes": {"dir": str(codes_root), "level": "*" if train_codes.stacked else train_codes.level,
+                      "grid": train_codes.grid, "codebook_sizes": train_codes.codebook_sizes},
             "test_bits_per_code": nll,
             "provenance": {"fingerprint": expected, "epochs": trainer.current_epoch, "steps": trainer.global_step},
         })
     return out
+
+
+def _hierarchical_prior(arch, codes: CodeDataset):
+    """VQ-VAE-2 codes: one prior per level, coarse to fine, each finer level conditioned on the one above."""
+    from stage2_prior.hierarchical import HierarchicalPrior
+
+    if arch.arch != "gpt":
+        raise VqgenError(f"{codes.directory} has several code levels ({', '.join(codes.levels)}); stacked priors "
+                         f"are built with prior.arch=gpt, or choose one level with prior.level")
+    configs, above = {}, None
+    for name, spec in codes.levels.items():
+        context = ({"context_level": above, "context_grid": codes.levels[above]["grid"],
+                    "context_codebook_sizes": codes.levels[above]["codebook_sizes"]} if above else {})
+        configs[name] = arch.model_copy(update={"level": name, "grid": spec["grid"],
+                                                "codebook_sizes": spec["codebook_sizes"], **context})
+        above = name
+    return HierarchicalPrior(configs)
+
+
+def check_same_codes(train: CodeDataset, test: CodeDataset) -> None:
+    """A prior trains on one split and is measured on the other: both must come from the same tokenizer."""
+    a, b = train.meta["tokenizer"]["weights_sha256"], test.meta["tokenizer"]["weights_sha256"]
+    if a != b:
+        raise VqgenError(f"{train.directory} was made by the tokenizer with weights sha256 {a}, but {test.directory} "
+                         f"by one with {b}; tokenize both splits with the same tokenizer")
+    for key in ("grid", "codebook_sizes"):
+        if getattr(train, key) != getattr(test, key):
+            raise VqgenError(f"{train.directory} has {key} {getattr(train, key)}, but {test.directory} has "
+                             f"{getattr(test, key)}; tokenize both splits with the same tokenizer")
+    classes = [d.meta.get("dataset", {}).get("classes") for d in (train, test)]
+    if train.num_classes and test.num_classes and classes[0] != classes[1]:
+        raise VqgenError(f"{train.directory} and {test.directory} name different classes "
+                         f"({classes[0][:5]}... vs {classes[1][:5]}...); the labels would not mean the same")
 
 
 @torch.no_grad()
@@ -208,10 +265,10 @@ def evaluate_prior_nll(prior, codes: CodeDataset, batch_size: int = 256) -> floa
     prior.eval()
     total, count = 0.0, 0
     for start in range(0, len(codes), batch_size):
-        batch = codes.codes[codes.level][start : start + batch_size]
-        labels = codes.labels[start : start + batch_size] if prior.config.num_classes else None
-        total += prior.loss(batch, labels).item() * batch.shape[0]
-        count += batch.shape[0]
+        batch, labels = codes.rows(start, start + batch_size)
+        size = labels.shape[0]
+        total += prior.loss(batch, labels if prior.config.num_classes else None).item() * size
+        count += size
     return total / count / np.log(2)
 
 
@@ -252,18 +309,19 @@ def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
             batch_labels = labels[start : start + s.batch_size] if labels is not None else None
             count = min(s.batch_size, s.n - start)
             codes = prior.sample(count, batch_labels, controls, generator=generator)
+            codes = codes if isinstance(codes, dict) else {level: codes}  # stacked priors give every level
             all_codes.append(codes)
-            images.append(to_uint8(tokenizer.decode({level: codes})))
+            images.append(to_uint8(tokenizer.decode(codes)))
             progress.advance(task, count)
     seconds = time.perf_counter() - started
-    codes = torch.cat(all_codes)
+    codes = {name: torch.cat([part[name] for part in all_codes]) for name in all_codes[0]}
     images = torch.cat(images)
     with atomic_dir(out) as tmp:
         write_image_grid(images[:64], tmp / "grid.png")
         (tmp / "png").mkdir()
         for index, image in enumerate(images):
             save_png(image, tmp / "png" / f"{index:05d}.png")
-        tensors = {level: codes.to(torch.int32)}
+        tensors = {name: level_codes.to(torch.int32) for name, level_codes in codes.items()}
         if labels is not None:
             tensors["labels"] = labels
         save_tensors(tmp / CODES_FILE, tensors)
@@ -272,6 +330,7 @@ def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
             "tokenizer_sha256": provenance.get("tokenizer_sha256"), "arch": prior.config.arch,
             "controls": controls.model_dump(), "label": s.label, "seed": s.seed,
             "seconds": round(seconds, 3), "fingerprint": fingerprint_value,
+            "codes_sha256": sha256_file(tmp / CODES_FILE),
         })
     console.print(f"sampled {s.n} images in {seconds:.1f}s -> {out}")
     return out

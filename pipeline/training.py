@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+import random
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from torch.utils.data import RandomSampler
 
 from .errors import VqgenError
-from .files import atomic_path
+from .files import atomic_path, remove_stale_temporaries
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -45,11 +52,93 @@ class TrainConfig(BaseModel):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, but through a temporary file and a rename: a kill never leaves half a file."""
+    """Lightning's checkpoint writer, but through a temporary file and a rename: a kill never leaves half a file.
+
+    Reading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` whatever Lightning's or torch's
+    default (checkpoints hold tensors and plain containers only; hyperparameters are plain dicts)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a full disk as "PytorchStreamWriter failed ..."
+            raise VqgenError(f"could not write the checkpoint {path} ({str(err).splitlines()[0]}); is the disk "
+                             f"full? The previous checkpoint there is untouched") from err
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None) -> dict[str, Any]:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # a foreign or damaged file: say which, never a traceback
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise VqgenError(f"cannot resume from {path} ({first}): it is damaged or holds more than tensors and "
+                             f"plain values. Move it aside to start this step afresh") from err
+
+
+class RandomStateCheckpoint(Callback):
+    """Keeps the random generators' states (torch, CUDA, numpy, Python) in every checkpoint and restores them on
+    resume, so that a run resumed from an end-of-epoch checkpoint draws the same dropout masks, label drops and
+    codebook restarts as an uninterrupted one. Stored as tensors and plain values (``weights_only`` loading)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        version, py_state, gauss = random.getstate()
+        _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": torch.tensor(py_state, dtype=torch.int64),
+                 "python_version": version, "python_gauss": gauss,
+                 "numpy": torch.from_numpy(np_keys.astype(np.int64)), "numpy_pos": int(np_pos),
+                 "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "torch" not in state:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+        np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+                             state["numpy_has_gauss"], state["numpy_gauss"]))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochRandomSampler(RandomSampler):
+    """Shuffles with a permutation that depends on (seed, epoch) alone, so a resumed run sees the batches an
+    uninterrupted one would (a plain RandomSampler continues its generator, which a new process restarts).
+    Lightning calls ``set_epoch``; under DDP it swaps this for a DistributedSampler, which is seeded the same way."""
+
+    def __init__(self, data_source, seed: int):
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(hash((self.seed, self.epoch)) & 0x7FFF_FFFF_FFFF_FFFF)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+class _AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as handle:
+                self.metrics_keys = next(csv.reader(handle), [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 class NonFiniteLossGuard(Callback):
@@ -58,14 +147,27 @@ class NonFiniteLossGuard(Callback):
     def __init__(self, checkpoint_dir: Path):
         self.checkpoint_dir = checkpoint_dir
 
+    def _where(self) -> str:
+        last = self.checkpoint_dir / LAST_CHECKPOINT
+        return f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
-            last = self.checkpoint_dir / LAST_CHECKPOINT
-            where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
             raise VqgenError(
                 f"the loss became {loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                f"{where}. Lower the learning rate or enable gradient clipping (train.gradient_clip_val)."
+                f"{self._where()}. Lower the learning rate or enable gradient clipping (train.gradient_clip_val)."
+            )
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # The last batch of an epoch can turn the weights to NaN with a finite loss: never save those as "good".
+        bad = [name for name, value in checkpoint["state_dict"].items()
+               if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+        if bad:
+            raise VqgenError(
+                f"the weights became NaN/Inf by step {trainer.global_step} (epoch {trainer.current_epoch}; "
+                f"{bad[0]}{' and others' if len(bad) > 1 else ''}); not saving them, {self._where()}. "
+                f"Lower the learning rate or enable gradient clipping (train.gradient_clip_val)."
             )
 
 
@@ -95,8 +197,12 @@ def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0
 def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = True) -> L.Trainer:
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_epochs=1),
-        NonFiniteLossGuard(checkpoint_dir),
+        NonFiniteLossGuard(checkpoint_dir),  # its on_save_checkpoint also vetoes checkpoints of NaN/Inf weights
+        RandomStateCheckpoint(),
+        # last.ckpt at every epoch end (and where max_steps stops). Not save_last=True with save_top_k=0: in
+        # Lightning 2.6 that writes last.ckpt only when training ends, so a killed run would lose every epoch.
+        ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1, every_n_epochs=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if os.environ.get("VQGEN_NO_PROGRESS") != "1":
         callbacks.append(RichProgressBar(leave=True))
@@ -114,7 +220,8 @@ def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = Tru
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
-        logger=CSVLogger(str(out_dir), name="logs", version=0),
+        # Flushed at every logging step, so a kill loses no row of the work its checkpoint kept.
+        logger=ResumableCSVLogger(str(out_dir), name="logs", version=0, flush_logs_every_n_steps=1),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         profiler=config.profiler,
@@ -129,5 +236,16 @@ def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = Tru
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader, out_dir: Path) -> None:
     """Train, resuming from ``checkpoints/last.ckpt`` when an earlier run of the same step left one."""
     last = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if trainer.is_global_zero:  # temporaries of a killed run are never trusted: remove them
+        remove_stale_temporaries(out_dir / CHECKPOINT_DIR)
     ckpt_path = str(last) if last.exists() else None
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    except SIGTERMException:  # a scheduler's SIGTERM: stopped cleanly, the checkpoints are whole
+        raise KeyboardInterrupt from None
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); report it as the interruption it is
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted:
+        raise KeyboardInterrupt

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.errors import VqgenError
-from pipeline.files import atomic_dir, load_tensors, read_json, save_tensors, write_json
+from pipeline.files import atomic_dir, load_tensors, read_json, save_tensors, sha256_file, write_json
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -49,8 +49,10 @@ def write_code_dataset(
     num_items = next(iter(codes.values())).shape[0]
     with atomic_dir(directory) as tmp:
         save_tensors(tmp / CODES_FILE, tensors)
+        # The hash lets readers tell a damaged or swapped codes file from the one this meta.json describes.
         write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, "num_items": num_items,
-                                     "has_labels": labels is not None, **meta, "levels": level_meta})
+                                     "has_labels": labels is not None, **meta, "levels": level_meta,
+                                     "codes_sha256": sha256_file(tmp / CODES_FILE)})
 
 
 class CodeDataset(Dataset):
@@ -59,7 +61,7 @@ class CodeDataset(Dataset):
     The label is -1 where the dataset has none.
     """
 
-    def __init__(self, directory: str | Path, level: Optional[str] = None):
+    def __init__(self, directory: str | Path, level: Optional[str] = None, all_levels: bool = False):
         self.directory = Path(directory)
         if not (self.directory / META_FILE).exists():
             raise VqgenError(f"{self.directory} is not a code dataset (no {META_FILE}); run `vqgen tokenize` first")
@@ -69,14 +71,33 @@ class CodeDataset(Dataset):
                              f"{FORMAT_VERSION}; tokenize again with this vqgen")
         self.levels = {spec["name"]: spec for spec in self.meta["levels"]}
         self.level = level or self.meta["levels"][0]["name"]
+        # Several levels (VQ-VAE-2) and no level chosen: items are dicts of every level's codes, coarse first.
+        self.stacked = all_levels and level is None and len(self.levels) > 1
         if self.level not in self.levels:
             raise VqgenError(f"{self.directory} has no code level {self.level!r}; it has {', '.join(self.levels)}")
         tensors = load_tensors(self.directory / CODES_FILE)
+        missing = [name for name in self.levels if name not in tensors]
+        if missing:
+            raise VqgenError(f"{self.directory / CODES_FILE} lacks the level(s) {', '.join(missing)} that its "
+                             f"{META_FILE} lists; it is corrupt or from another run: tokenize again")
         self.codes = {name: tensors[name].long() for name in self.levels}
         for name, spec in self.levels.items():
             self._check(name, spec, self.codes[name])
         n = self.codes[self.level].shape[0]
         self.labels = tensors["labels"].long() if "labels" in tensors else torch.full((n,), -1, dtype=torch.long)
+        if self.labels.shape[0] != n:
+            raise VqgenError(f"{self.directory}: {self.labels.shape[0]} labels for {n} items; the file is corrupt: "
+                             f"tokenize again")
+        if self.num_classes and n and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
+            raise VqgenError(f"{self.directory}: labels run from {int(self.labels.min())} to {int(self.labels.max())}, "
+                             f"outside the {self.num_classes} classes its {META_FILE} names; tokenize again")
+        # Last: damage that still parses and stays in range (a flipped byte, a file from another run).
+        expected = self.meta.get("codes_sha256")
+        if expected is not None:
+            actual = sha256_file(self.directory / CODES_FILE)
+            if actual != expected:
+                raise VqgenError(f"{self.directory / CODES_FILE} does not match the sha256 in its {META_FILE} "
+                                 f"({actual[:12]} vs {expected[:12]}); it is corrupt or was replaced: tokenize again")
 
     def _check(self, name: str, spec: dict, codes: torch.Tensor) -> None:
         grid, sizes = spec["grid"], spec["codebook_sizes"]
@@ -104,4 +125,10 @@ class CodeDataset(Dataset):
         return self.codes[self.level].shape[0]
 
     def __getitem__(self, index: int):
-        return self.codes[self.level][index], self.labels[index]
+        return self.rows(index, index + 1, squeeze=True)
+
+    def rows(self, start: int, stop: int, squeeze: bool = False):
+        """``(codes, labels)`` for items ``start:stop``: a tensor, or a dict per level when stacked."""
+        pick = (lambda t: t[start]) if squeeze else (lambda t: t[start:stop])
+        codes = {name: pick(t) for name, t in self.codes.items()} if self.stacked else pick(self.codes[self.level])
+        return codes, pick(self.labels)
