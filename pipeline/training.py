@@ -127,8 +127,27 @@ class _AppendingExperimentWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as handle:
-                self.metrics_keys = next(csv.reader(handle), [])
+            # A run killed while the log was being written can leave rows longer than the header; keep what parses.
+            header, rows = self._read_rows()
+            self.metrics_keys = header
+            self._write_rows(header, rows)
+
+    def _read_rows(self) -> tuple[list[str], list[dict]]:
+        with open(self.metrics_file_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [{k: v for k, v in row.items() if k is not None} for row in reader]
+            return list(reader.fieldnames or []), rows
+
+    def _write_rows(self, fieldnames: list[str], rows: list[dict]) -> None:
+        with atomic_path(self.metrics_file_path) as tmp:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fieldnames, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        """Lightning rewrites the log in place when a new metric appears; here it is atomic and tolerant."""
+        self._write_rows(fieldnames, self._read_rows()[1])
 
 
 class ResumableCSVLogger(CSVLogger):

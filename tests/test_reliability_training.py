@@ -246,3 +246,15 @@ def test_real_vqgen_process_killed_and_rerun(reference, tmp_path, stage):
     assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
     assert same_weights(out, reference / out.name)
     assert temporaries(run) == []
+
+
+def test_log_damaged_by_a_kill_mid_write_is_repaired_on_resume(tmp_path):
+    """A signal while Lightning rewrote metrics.csv left rows longer than its header; resuming crashed on it."""
+    from pipeline.training import _AppendingExperimentWriter
+
+    (tmp_path / "metrics.csv").write_text("a,step\n1,0\n2,1,9,9\n")
+    writer = _AppendingExperimentWriter(log_dir=str(tmp_path))
+    writer.log_metrics({"b": 3.0}, step=2)
+    writer.save()  # a new key: the header is rewritten (atomically now)
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["a,b,step", "1,,0", "2,,1", ",3.0,2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
