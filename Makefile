@@ -11,13 +11,8 @@ export VQGEN_INCEPTION_WEIGHTS ?= $(OFFLINE_WEIGHTS)
 
 .PHONY: install quickstart test slow clean
 
-.uv/bin/uv:
-	python3 -m venv .uv && .uv/bin/pip install --quiet uv
-
-$(UV):
-	@test -x $(UV) || $(MAKE) .uv/bin/uv
-
-install: $(UV)
+install:
+	@test -x $(UV) || (python3 -m venv .uv && .uv/bin/pip install --quiet uv)
 	$(UV) sync --frozen
 
 quickstart: install

@@ -344,12 +344,13 @@ def pipeline_run(config: Path = typer.Argument(...), sets: List[str] = SetOpt,
 @user_errors
 def bench(quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat (smoke test)."),
           only: Optional[str] = typer.Option(None, "--only", help="Sections to run, e.g. a,b (default: all a-e)."),
-          json_path: Optional[Path] = typer.Option(None, "--json", help="Results JSON (default benchmarks/results/bench.json)."),
+          json_path: Optional[Path] = typer.Option(None, "--json",
+                                                   help="Results JSON (default benchmarks/results/bench.json)."),
           device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
           compile_model: bool = typer.Option(False, "--compile", help="torch.compile the tokenizer-training row."),
           repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed repeats per row (default 5)."),
-          inception_weights: Optional[str] = typer.Option(None, "--inception-weights",
-                                                          help="FID Inception weights (default $VQGEN_INCEPTION_WEIGHTS)."),
+          inception_weights: Optional[str] = typer.Option(
+              None, "--inception-weights", help="FID Inception weights (default $VQGEN_INCEPTION_WEIGHTS)."),
           debug: bool = DebugOpt):
     """Benchmark ours against vector-quantize-pytorch and naive baselines (needs `uv sync --group bench`)."""
     try:  # benchmarks/ lives beside the packages in the checkout; it is not part of the installed wheel

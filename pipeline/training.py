@@ -26,6 +26,7 @@ from .files import atomic_path, remove_stale_temporaries
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+LOG_DIR = "logs"  # Lightning CSV logs: LOG_DIR/version_0/metrics.csv, appended to on resume
 
 
 class TrainConfig(BaseModel):
@@ -240,7 +241,7 @@ def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = Tru
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
         # Flushed at every logging step, so a kill loses no row of the work its checkpoint kept.
-        logger=ResumableCSVLogger(str(out_dir), name="logs", version=0, flush_logs_every_n_steps=1),
+        logger=ResumableCSVLogger(str(out_dir), name=LOG_DIR, version=0, flush_logs_every_n_steps=1),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         profiler=config.profiler,
@@ -255,8 +256,9 @@ def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = Tru
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader, out_dir: Path) -> None:
     """Train, resuming from ``checkpoints/last.ckpt`` when an earlier run of the same step left one."""
     last = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if trainer.is_global_zero:  # temporaries of a killed run are never trusted: remove them
+    if trainer.is_global_zero:  # temporaries of a killed run (checkpoint, rewritten CSV log) are never trusted
         remove_stale_temporaries(out_dir / CHECKPOINT_DIR)
+        remove_stale_temporaries(out_dir / LOG_DIR / "version_0")
     ckpt_path = str(last) if last.exists() else None
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
