@@ -1,6 +1,6 @@
 """The stage-2 comparison: one tokenizer, every prior trained on its codes, each sampled and scored the same way.
 
-    uv run python experiments/prior_table.py -c configs/experiments/mnist_vq.yaml --n 10000
+    uv run python experiments/prior_table.py -c configs/tokenizer/vq.yaml -c configs/experiments/mnist.yaml --n 10000
 
 For each prior architecture (``--archs``, default gpt,maskgit,pixelcnn) in the config's run directory:
 the tokenizer and the code datasets are made once (reused when finished, as `vqgen run` does), then

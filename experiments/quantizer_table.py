@@ -51,10 +51,12 @@ def main() -> None:
             steps.train_tokenizer(cfg, out / "tokenizer")
         seconds = time.perf_counter() - started
         metrics, _ = evaluate_tokenizer(Tokenizer.load(out / "tokenizer"), test_data)
-        level = next(iter(metrics["levels"].values()))
-        row = {"quantizer": config.stem, "codebook": "x".join(map(str, level["codebook_sizes"])),
-               "psnr": metrics["psnr"], "ssim": metrics["ssim"], "perplexity": level["perplexity"],
-               "usage": level["usage"], "train_seconds": round(seconds, 1)}
+        levels = metrics["levels"]  # one for VQ-VAE, top and bottom for VQ-VAE-2: shown as "top / bottom"
+        row = {"quantizer": config.stem,
+               "codebook": " / ".join("x".join(map(str, level["codebook_sizes"])) for level in levels.values()),
+               "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+               "perplexity": [level["perplexity"] for level in levels.values()],
+               "usage": [level["usage"] for level in levels.values()], "train_seconds": round(seconds, 1)}
         results.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +65,10 @@ def main() -> None:
     (args.out / "table.json").write_text(json.dumps(meta, indent=2))
     lines = [f"MNIST test split, {args.steps} steps of batch {args.batch_size}, {torch.get_num_threads()} CPU threads",
              "", "| quantizer | codes | PSNR (dB) | SSIM | perplexity | usage | train s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['quantizer']} | {r['codebook']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['perplexity']:.1f} | "
-              f"{r['usage']:.3f} | {r['train_seconds']} |" for r in results]
+    joined = lambda values, spec: " / ".join(format(v, spec) for v in values)  # noqa: E731
+    lines += [f"| {r['quantizer']} | {r['codebook']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+              f"{joined(r['perplexity'], '.1f')} | {joined(r['usage'], '.3f')} | {r['train_seconds']} |"
+              for r in results]
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -23,7 +23,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from .config import PriorConfig, SampleControls
-from .sampling import draw, guide, logits_warpers
+from .sampling import Guidance, draw, logits_warpers
 
 
 class GPTPrior(nn.Module):
@@ -129,10 +129,10 @@ class GPTPrior(nn.Module):
         device = self.offsets.device
         warpers = logits_warpers(controls.temperature, controls.top_k, controls.top_p)
         cond = self.condition_tokens(labels, n, device)
-        guided = labels is not None and self.config.num_classes > 0 and controls.cfg_scale != 1.0
-        if guided:  # one batch: conditional rows, then the same rows with the null token
-            cond = torch.cat([cond, torch.full_like(cond, self.null_token)])
-            context = torch.cat([context, context]) if context is not None else None
+        # Scale 0 runs the null token alone and 1 the labels alone; other scales run both in one batch of 2n.
+        guidance = Guidance(cond, self.null_token, controls.cfg_scale if labels is not None else 1.0)
+        cond = guidance.classes
+        context = guidance.expand(context) if context is not None else None
         cond = self.prefix(cond, context)
         tokens = torch.empty(cond.shape[0], 0, dtype=torch.long, device=device)
         past = None
@@ -143,12 +143,9 @@ class GPTPrior(nn.Module):
                 past = out.past_key_values
             else:
                 out = self.model(input_ids=torch.cat([cond, tokens], dim=1), use_cache=False)
-            logits = out.logits[:, -1].float()
-            if guided:
-                logits = guide(logits[:n], logits[n:], controls.cfg_scale)
-            logits = logits + self.position_bias[t]
+            logits = guidance.combine(out.logits[:, -1].float()) + self.position_bias[t]
             chosen = draw(logits, warpers, generator)
-            if guided:
+            if guidance.doubled:
                 chosen = chosen.repeat(2)
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
             step_input = chosen[:, None]

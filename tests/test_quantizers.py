@@ -353,6 +353,30 @@ def test_rvq_levels_quantize_the_residuals():
     assert_close(out.z_q, expected)
 
 
+def test_rvq_loss_and_its_gradients_by_hand():
+    """Each level adds codebook + beta * commitment on its own residual; the encoder gets beta of every level's
+    pull and each level's codes get their own codebook term (the residual holds earlier codes constant)."""
+    rvq = build_quantizer("rvq", 2, {"codebook_size": 4, "depth": 2, "beta": 0.4}).train()
+    with torch.no_grad():
+        rvq.levels[0].weight.copy_(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]))
+        rvq.levels[1].weight.copy_(torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3], [-0.3, -0.3]]))
+    points = torch.tensor([[2.3, 0.1], [0.1, 1.5], [1.9, 2.0]])
+    z = grid_z(points.tolist()).requires_grad_(True)
+    out = rvq(z)
+    first = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])  # codes 1, 2, 3
+    second = torch.tensor([[0.3, 0.0], [-0.3, -0.3], [0.0, 0.0]])  # codes 1, 3, 0 of the residuals
+    residuals = [points, points - first]
+    mse = [((r - e) ** 2).mean() for r, e in zip(residuals, (first, second))]
+    assert out.loss.item() == pytest.approx(1.4 * (mse[0] + mse[1]).item(), rel=1e-5)
+
+    out.loss.backward()
+    encoder_grad = sum(0.4 * 2 * (r - e) / 6 for r, e in zip(residuals, (first, second)))
+    assert_close(z.grad, grid_z(encoder_grad.tolist()))
+    # level 2, code 3 is chosen by the second point only: 2 (e - r) / numel
+    assert_close(rvq.levels[1].weight.grad[3], 2 * (second[1] - residuals[1][1]) / 6)
+    assert_close(rvq.levels[0].weight.grad[0], torch.zeros(2))  # an unchosen code gets nothing
+
+
 def test_rvq_quantizer_dropout_decodes_each_image_from_a_prefix_of_levels():
     torch.manual_seed(0)
     rvq = build_quantizer("rvq", 2, {"codebook_size": 4, "depth": 3, "quantizer_dropout": 1.0}).train()
@@ -447,6 +471,41 @@ def test_sq_loss_by_hand_and_variance_is_learned():
     (out.loss + out.z_q.sum()).backward()
     assert sq.log_variance.grad is not None and sq.log_variance.grad != 0
     assert sq.codebook.weight.grad.abs().sum() > 0 and z.grad.abs().sum() > 0
+
+
+def test_pq_loss_and_its_gradients_by_hand():
+    """Groups are quantized apart; the loss is codebook + beta * commitment over all groups' coordinates."""
+    torch.manual_seed(0)
+    pq = build_quantizer("pq", 6, {"codebook_size": 5, "groups": 3, "beta": 0.4}).train()
+    with torch.no_grad():
+        pq.codebook.weight.copy_(torch.randn(15, 2))
+    z = sample_z(4, shape=(2, 6, 2, 3)).requires_grad_(True)
+    out = pq(z)
+    codebooks = pq.codebook.weight.detach().view(3, 5, 2)
+    x = z.detach().permute(0, 2, 3, 1).reshape(-1, 3, 2)  # [N, group, 2]
+    chosen = torch.stack([codebooks[g][torch.cdist(x[:, g], codebooks[g]).argmin(-1)] for g in range(3)], dim=1)
+    mse = ((x - chosen) ** 2).mean()
+    assert out.loss.item() == pytest.approx(1.4 * mse.item(), rel=1e-5)
+
+    out.loss.backward()
+    numel = x.numel()
+    expected = (0.4 * 2 * (x - chosen) / numel).reshape(2, 2, 3, 6).permute(0, 3, 1, 2)
+    assert_close(z.grad, expected)
+    assert pq.codebook.weight.grad.abs().sum() > 0
+
+
+def test_soft_loss_uses_the_nearest_code_with_beta_on_the_encoder_term():
+    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "beta": 0.4}).train()
+    with torch.no_grad():
+        soft.codebook.weight.copy_(torch.tensor(CODES_2D))
+    z = grid_z(POINTS_2D).requires_grad_(True)
+    out = soft(z)
+    mse = ((0.5**2 + 0.2**2) + (0.3**2 + 0.1**2) + (0.4**2 + 0.8**2)) / 6  # nearest codes 1, 0, 2
+    assert out.loss.item() == pytest.approx(1.4 * mse, rel=1e-5)
+    out.loss.backward()
+    chosen = grid_z([CODES_2D[1], CODES_2D[0], CODES_2D[2]])
+    assert_close(z.grad, 0.4 * 2 * (z.detach() - chosen) / 6)
+    assert_close(soft.codebook.weight.grad[1], (2 * (chosen - z.detach()) / 6)[0, :, 0, 0])
 
 
 def test_soft_quantizer_mixes_codes_in_training_and_picks_nearest_at_eval():

@@ -46,3 +46,20 @@ def test_config_trains_a_few_steps(config, tmp_path):
         assert (codes[name] >= 0).all()
         assert (codes[name] < torch.tensor(sizes)).all(), f"{name} codes outside {sizes}"
     assert reconstruction.shape == images.shape and torch.isfinite(reconstruction).all()
+
+
+EXPERIMENTS = sorted((REPO / "configs" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "ema", "fsq", "sq"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=[path.stem for path in EXPERIMENTS])
+def test_results_table_configs_combine(experiment, quantizer):
+    """The results table merges a tokenizer file and then a dataset file; the dataset file's data must win."""
+    import yaml
+
+    cfg = load_config([REPO / "configs" / "tokenizer" / f"{quantizer}.yaml", experiment])
+    wanted = yaml.safe_load(experiment.read_text())["data"]
+    assert cfg.tokenizer.quantizer["name"] == quantizer
+    assert cfg.data.model_dump(include=set(wanted)) == wanted
+    assert cfg.tokenizer.downsample == 4 and cfg.data.image_size == 32  # 8x8 latents
+

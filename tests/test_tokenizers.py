@@ -75,3 +75,38 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noise():
 def test_downsample_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         TokenizerConfig(downsample=3)
+
+
+def test_epoch_usage_is_logged_over_every_batch_of_the_epoch(tmp_path):
+    """The Lightning module logs epoch/perplexity, usage and dead codes from the codes of all the epoch's batches,
+    not from its last batch (which the per-step train/perplexity shows)."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from pipeline.training import TrainConfig
+    from stage1_tokenizer.lightning_module import TokenizerModule
+
+    torch.manual_seed(0)
+    config = TokenizerConfig(hidden_channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, image_size=16,
+                             quantizer={"name": "vq", "codebook_size": 32, "kmeans_init": True})
+    module = TokenizerModule(config, TrainConfig(lr=1e-12))  # weights barely move: the codes below stay valid
+    images = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8)
+    images[32:] = 0  # the last batch is blank: few codes, unlike the epoch (k-means spreads the codes over batch 1)
+    loader = DataLoader(TensorDataset(images, torch.zeros(40, dtype=torch.long)), batch_size=8)  # 5 batches
+    seen = []
+    quantizer = module.model.quantizer
+    record = quantizer.record_usage
+    quantizer.record_usage = lambda codes: (seen.append(codes.clone()), record(codes))
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, loader)
+
+    assert len(seen) == 5
+    counts = torch.bincount(torch.cat(seen).flatten(), minlength=32).double()
+    probs = counts[counts > 0] / counts.sum()
+    logged = trainer.logged_metrics
+    assert logged["epoch/perplexity"].item() == pytest.approx(math.exp(-(probs * probs.log()).sum().item()), rel=1e-4)
+    assert logged["epoch/usage"].item() == pytest.approx((counts > 0).double().mean().item())
+    assert logged["epoch/dead_codes"].item() == (counts == 0).sum().item()
+    last = torch.bincount(seen[-1].flatten(), minlength=32)
+    assert (counts > 0).sum() > (last > 0).sum()  # the epoch saw codes the last batch did not
