@@ -252,7 +252,11 @@ def sample(
 def fid(
     configs: List[Path] = ConfigOpt, sets: List[str] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
     data: Optional[str] = DataOpt, data_root: Optional[str] = DataRootOpt,
-    samples: Optional[Path] = typer.Option(None, "--samples", help="Samples directory (with png/)."),
+    samples: Optional[str] = typer.Option(
+        None, "--samples", help="What to score: a samples or run directory, a folder of images, or train/test."),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", help="What to compare with: train/test (default fid.reference_split), a folder of "
+                                  "images, or a samples or run directory."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Which prior's samples in the run."),
     tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer for rFID ('none' to skip)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report directory (default RUN_DIR/report)."),
@@ -260,14 +264,23 @@ def fid(
                                                     help="Local Inception weights (else $VQGEN_INCEPTION_WEIGHTS)."),
     debug: bool = DebugOpt,
 ):
-    """FID/KID/precision/recall of samples against a real split, and rFID of the tokenizer."""
+    """FID/KID/precision/recall between any two image sets (a run's samples and the test split by default), and
+    rFID of the tokenizer when the reference is a dataset split."""
     from . import steps
 
-    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root, "prior.arch": arch,
-                                            "fid.inception_weights": inception_weights})
+    from .image_sources import SPLITS
+
+    overrides = {"data.name": data, "data.root": data_root, "prior.arch": arch,
+                 "fid.inception_weights": inception_weights}
+    if reference in SPLITS:
+        overrides["fid.reference_split"] = reference
+    elif reference is not None:
+        overrides["fid.reference"] = reference
+    cfg = _config(configs, sets, run_dir, **overrides)
     paths = steps.RunPaths(cfg.run_dir)
     tok = None if str(tokenizer) == "none" else (tokenizer or paths.tokenizer)
-    result = steps.fid_report(cfg, samples or paths.samples(cfg.prior.arch), tok, out or paths.report)
+    source = samples if samples in SPLITS else Path(samples) if samples else paths.samples(cfg.prior.arch)
+    result = steps.fid_report(cfg, source, tok, out or paths.report)
     _print_metrics(result)
 
 

@@ -29,6 +29,7 @@ from .config import PipelineConfig
 from .datasets import load_split, to_float, to_uint8
 from .errors import VqgenError
 from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
+from .image_sources import load_images
 from .training import CHECKPOINT_DIR, EpochRandomSampler, build_trainer, fit
 
 console = Console(stderr=True)
@@ -348,25 +349,9 @@ def write_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: i
     save_png(grid if images.shape[1] != 1 else grid[:1], path)
 
 
-def read_images(folder: Path) -> torch.Tensor:
-    """Every PNG/JPEG in ``folder`` (sorted by name) as uint8 ``[N, C, H, W]``."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    if not files:
-        raise VqgenError(f"{folder} holds no PNG or JPEG images")
-    arrays = []
-    for path in files:
-        with Image.open(path) as img:
-            arrays.append(np.asarray(img.convert("RGB" if img.mode not in ("L", "I;16") else "L")))
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise VqgenError(f"images in {folder} differ in size or mode: {sorted(shapes)[:3]}")
-    stacked = torch.from_numpy(np.stack(arrays))
-    return stacked[:, None] if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
-
-
 # --- evaluation ------------------------------------------------------------------------------------------------
 
-def fid_report(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Optional[Path], out: Path,
+def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Path], out: Path,
                fingerprint_value: Optional[str] = None) -> dict:
     from .report import write_report
 
@@ -374,16 +359,17 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Optional[P
     weights = fid_lib.resolve_weights(f.inception_weights)
     fid_lib.check_weights_available(weights)
     weights_info = fid_lib.weights_label(weights)
-    reference = load_split(cfg.data, f.reference_split)
-    ref_images = reference.images[: f.max_reference] if f.max_reference else reference.images
-    cache_name = (f"vqgen-{cfg.data.name}-{f.reference_split}-{reference.image_size}px-{reference.channels}ch-"
-                  f"n{ref_images.shape[0]}-{weights_info['sha256'][:12]}")
-    samples = read_images(samples_dir / "png")
-    console.print(f"FID: {samples.shape[0]} samples vs {ref_images.shape[0]} {cfg.data.name}/{f.reference_split} images")
+    reference = load_images(f.reference or f.reference_split, cfg.data, f.max_reference, weights_info["sha256"])
+    ref_images, cache_name = reference.images, reference.cache_name
+    generated = load_images(samples_dir, cfg.data, None, weights_info["sha256"])
+    samples = generated.images
+    console.print(f"FID: {generated.description} vs {reference.description}")
     metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, cache_name, weights,
                                                                      f.cache_dir, f.batch_size)}
     n_recon = 0
-    if tokenizer_dir is not None:
+    if tokenizer_dir is not None and reference.split is None:
+        console.print("rFID skipped: the reference is a folder of images, not real data the tokenizer can encode")
+    elif tokenizer_dir is not None:
         tokenizer = Tokenizer.load(tokenizer_dir)
         n_recon = min(f.n_reconstructions or ref_images.shape[0], ref_images.shape[0])
         originals = ref_images[:n_recon]
@@ -395,19 +381,23 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Optional[P
             "psnr": float(psnr(recon, to_float(originals)).mean()),
             "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
         }
-    sample_meta = read_json(samples_dir / META_FILE) if (samples_dir / META_FILE).exists() else {}
+    samples_meta_file = generated.folder.parent / META_FILE if generated.folder is not None else None
+    sample_meta = read_json(samples_meta_file) if samples_meta_file and samples_meta_file.exists() else {}
     protocol = {
         "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
         "weights": weights_info,
-        "resize": f"native {reference.image_size}px uint8 -> 299px inside the extractor (TF-1 bilinear); "
-                  f"grayscale repeated to RGB",
+        "resize": f"native {samples.shape[-1]}px (generated) and {ref_images.shape[-1]}px (reference) uint8 -> "
+                  f"299px inside the extractor (TF-1 bilinear); grayscale repeated to RGB",
+        "generated": generated.description,
         "generated_count": int(samples.shape[0]),
-        "reference": f"{cfg.data.name}/{f.reference_split}, {ref_images.shape[0]} images",
+        "reference": reference.description,
         "reconstruction_count": n_recon,
         "kid": f"polynomial kernel, 100 subsets of {min(1000, samples.shape[0], ref_images.shape[0])}",
         "precision_recall": "k=3 neighbourhoods on the same features",
     }
-    result = {"fingerprint": fingerprint_value, "samples": str(samples_dir), "tokenizer": str(tokenizer_dir),
+    result = {"fingerprint": fingerprint_value, "samples": str(samples_dir),
+              "tokenizer": str(tokenizer_dir) if n_recon else None,
               "sampling": sample_meta, "protocol": protocol, **metrics}
-    write_report(out, result, samples_dir / "grid.png")
+    grid = generated.folder.parent / "grid.png" if generated.folder is not None else None
+    write_report(out, result, grid)
     return result

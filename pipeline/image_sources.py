@@ -1,0 +1,78 @@
+"""Where the two image sets of an FID come from: a split of the configured dataset (``train``, ``test``), a folder
+of images, a samples directory (its ``png/``), or a run directory holding one ``samples-ARCH`` folder."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .datasets import DataConfig, load_split
+from .errors import VqgenError
+
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+@dataclass
+class ImageSource:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    description: str  # what the protocol prints, e.g. "mnist/test, 10000 images"
+    cache_name: str  # key of the cached Inception statistics of these exact images
+    folder: Optional[Path] = None  # the folder the images came from; None for a dataset split
+    split: Optional[str] = None  # the dataset split; None for a folder
+
+
+def read_images(folder: Path) -> torch.Tensor:
+    """Every PNG/JPEG in ``folder`` (sorted by name) as uint8 ``[N, C, H, W]``."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VqgenError(f"{folder} holds no PNG or JPEG images")
+    arrays = []
+    for path in files:
+        with Image.open(path) as img:
+            arrays.append(np.asarray(img.convert("RGB" if img.mode not in ("L", "I;16") else "L")))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise VqgenError(f"images in {folder} differ in size or mode: {sorted(shapes)[:3]}")
+    stacked = torch.from_numpy(np.stack(arrays))
+    return stacked[:, None] if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
+
+
+def image_folder(path: Path) -> Path:
+    """The folder holding the images that ``path`` names: a samples directory's ``png/``, the ``png/`` of a run's
+    only ``samples-*`` directory, or ``path`` itself."""
+    if not path.is_dir():
+        raise VqgenError(f"{path} is not a folder; give a folder of images, a samples directory, a run directory "
+                         f"or a dataset split ({', '.join(SPLITS)})")
+    if (path / "png").is_dir():
+        return path / "png"
+    samples = sorted(p for p in path.glob("samples-*") if (p / "png").is_dir())
+    if len(samples) > 1:
+        raise VqgenError(f"{path} holds several sample sets ({', '.join(p.name for p in samples)}); "
+                         f"name one of them, for example {samples[0]}")
+    return samples[0] / "png" if samples else path
+
+
+def load_images(spec: str | Path, data: DataConfig, limit: Optional[int], weights_sha256: str) -> ImageSource:
+    """The images ``spec`` names (at most ``limit`` of them), with a cache key that changes whenever they do."""
+    weights_key = "".join(c for c in weights_sha256 if c.isalnum())[:12]
+    if str(spec) in SPLITS:
+        split = load_split(data, str(spec))
+        images = split.images[:limit] if limit else split.images
+        # The key names the dataset, not a hash of its pixels: hashing a large split at every run costs more
+        # than the cache saves, and a split does not change under the same name, size and count.
+        cache_name = (f"vqgen-{data.name}-{spec}-{split.image_size}px-{split.channels}ch-n{images.shape[0]}-"
+                      f"{weights_key}")
+        return ImageSource(images, f"{data.name}/{spec}, {images.shape[0]} images", cache_name, split=str(spec))
+    folder = image_folder(Path(spec))
+    images = read_images(folder)
+    images = images[:limit] if limit else images
+    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
+    cache_name = f"vqgen-folder-{digest}-n{images.shape[0]}-{weights_key}"
+    return ImageSource(images, f"{folder}, {images.shape[0]} images", cache_name, folder=folder)
