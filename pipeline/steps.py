@@ -29,7 +29,7 @@ from .config import PipelineConfig
 from .datasets import load_split, to_float, to_uint8
 from .errors import VqgenError
 from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
-from .image_sources import load_images
+from .image_sources import SPLITS, load_images
 from .training import CHECKPOINT_DIR, EpochRandomSampler, build_trainer, fit
 
 console = Console(stderr=True)
@@ -361,7 +361,9 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
     weights_info = fid_lib.weights_label(weights)
     reference = load_images(f.reference or f.reference_split, cfg.data, f.max_reference, weights_info["sha256"])
     ref_images, cache_name = reference.images, reference.cache_name
-    generated = load_images(samples_dir, cfg.data, None, weights_info["sha256"])
+    # A split on the generated side (a real-vs-real baseline) takes as many images as the reference.
+    generated = load_images(samples_dir, cfg.data, f.max_reference if str(samples_dir) in SPLITS else None,
+                            weights_info["sha256"])
     samples = generated.images
     console.print(f"FID: {generated.description} vs {reference.description}")
     metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, cache_name, weights,

@@ -22,6 +22,7 @@ QUANTIZERS = {  # built in this order after the same seed, so every process star
     "vq": ("vq", {"codebook_size": 8, **UPKEEP}),
     "pq-ema": ("pq", {"codebook_size": 8, "groups": 2, "ema": True, **UPKEEP}),
     "rvq-ema": ("rvq", {"codebook_size": 8, "depth": 2, "ema": True, "quantizer_dropout": 0.5, **UPKEEP}),
+    "soft": ("soft", {"codebook_size": 8}),  # k-means init of the first batch, which differs per process
 }
 
 

@@ -495,7 +495,7 @@ def test_pq_loss_and_its_gradients_by_hand():
 
 
 def test_soft_loss_uses_the_nearest_code_with_beta_on_the_encoder_term():
-    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "beta": 0.4}).train()
+    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "kmeans_init": False, "beta": 0.4}).train()
     with torch.no_grad():
         soft.codebook.weight.copy_(torch.tensor(CODES_2D))
     z = grid_z(POINTS_2D).requires_grad_(True)
@@ -509,7 +509,7 @@ def test_soft_loss_uses_the_nearest_code_with_beta_on_the_encoder_term():
 
 
 def test_soft_quantizer_mixes_codes_in_training_and_picks_nearest_at_eval():
-    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5})
+    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "kmeans_init": False})
     with torch.no_grad():
         soft.codebook.weight.copy_(torch.tensor(CODES_2D))
     z = grid_z(POINTS_2D)
@@ -519,6 +519,27 @@ def test_soft_quantizer_mixes_codes_in_training_and_picks_nearest_at_eval():
     out = soft.eval()(z)
     assert out.codes.flatten().tolist() == [1, 0, 2]
     assert_close(out.z_q, grid_z([CODES_2D[1], CODES_2D[0], CODES_2D[2]]))
+
+
+def test_soft_starts_from_kmeans_of_the_first_batch_and_anneals_to_hard():
+    """k-means on the first training batch puts a code on every cluster (from the tiny uniform init, training on
+    MNIST collapsed onto one code), and the mix sharpens into the nearest code as the temperature anneals."""
+    torch.manual_seed(0)
+    centres = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0]])
+    points = (centres.repeat(8, 1) + 0.05 * torch.randn(32, 2)).tolist()
+    z = grid_z(points)
+    soft = build_quantizer("soft", 2, {"codebook_size": 4, "temperature": 1.0, "temperature_end": 0.01,
+                                       "anneal_steps": 2}).train()
+    first = soft(z)
+    assert first.codes.unique().numel() == 4 and bool(soft.initialized)
+    found = soft.codebook.weight.detach()
+    assert torch.cdist(found, centres).min(1).values.max() < 0.1  # one code at each cluster
+    assert first.stats["temperature"].item() == pytest.approx(1.0)
+    soft(z)
+    hard = soft(z)  # step 2: temperature_end, the mix is the nearest code
+    assert hard.stats["temperature"].item() == pytest.approx(0.01)
+    assert_close(hard.z_q, soft.eval()(z).z_q, atol=1e-4)
+    assert torch.equal(soft.codebook.weight.detach(), found)  # initialised once, not at every step
 
 
 # --- fsq and lfq ----------------------------------------------------------------------------------------------------

@@ -2,9 +2,15 @@
 ``softmax(-||z - e_k||^2 / temperature)``-weighted mix of all codes, which is differentiable in both the
 encoder output and the codes; at eval it is the nearest code, hard.
 
-A low temperature makes the training mix close to the hard code the decoder sees at eval. The loss adds the
-VQ terms toward the nearest code (codebook term, and beta on the encoder term), which shrink that gap from the
+A low temperature makes the training mix close to the hard code the decoder sees at eval, so the temperature is
+annealed from ``temperature`` to ``temperature_end`` over ``anneal_steps`` training steps (soft early, when the
+mix spreads gradients over the codes; nearly hard late, so the decoder learns the codes it will get). The loss adds
+the VQ terms toward the nearest code (codebook term, and beta on the encoder term), which shrink that gap from the
 other side by keeping encoder outputs near their codes.
+
+The codes start as k-means centroids of the first training batch (``kmeans_init``). From the usual tiny uniform
+init every code is about equally far from a 64-d encoder output, the mix is nearly uniform, one code is nearest to
+everything, and training collapses onto it (measured on MNIST: perplexity 1.0 and 10 dB PSNR at eval).
 """
 
 from __future__ import annotations
@@ -27,13 +33,20 @@ from .base import (
     to_channels_last,
 )
 from .codebook import vq_loss_terms
+from .kmeans import kmeans
+from .schedules import annealed, check_schedule
 
 
 @dataclass
 class SoftConfig:
     codebook_size: int = 512
-    temperature: float = 1.0  # of softmax(-||z - e||^2 / temperature)
+    temperature: float = 1.0  # of softmax(-||z - e||^2 / temperature), at the first training step
+    temperature_end: float = 0.01  # reached after anneal_steps and kept
+    anneal_steps: int = 5000  # training steps (forward passes in training mode) from temperature to temperature_end
+    schedule: str = "exp"  # exp | linear | cosine
     beta: float = 0.25  # commitment weight on the encoder term ||z - sg[e_nearest]||^2
+    kmeans_init: bool = True  # codes start as k-means centroids of the first training batch
+    kmeans_iters: int = 10
 
 
 @register_quantizer("soft", SoftConfig)
@@ -42,25 +55,43 @@ class SoftQuantizer(Quantizer):
         super().__init__()
         if config.codebook_size <= 0:
             raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
-        if config.temperature <= 0:
-            raise ValueError(f"quantizer.temperature must be positive, got {config.temperature}")
+        if config.temperature <= 0 or config.temperature_end <= 0:
+            raise ValueError(f"quantizer.temperature and temperature_end must be positive, got "
+                             f"{config.temperature} and {config.temperature_end}")
+        check_schedule(config.schedule, config.temperature, config.temperature_end, config.anneal_steps)
+        if config.kmeans_init and config.kmeans_iters < 1:
+            raise ValueError(f"quantizer.kmeans_iters must be at least 1 with kmeans_init, got {config.kmeans_iters}")
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]
         self.codebook = nn.Embedding(config.codebook_size, embed_dim)
         bound = 1.0 / config.codebook_size
         nn.init.uniform_(self.codebook.weight, -bound, bound)
+        # Saved with the model, so a resumed run neither re-initialises the codes nor restarts the schedule.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
         self._init_usage()
+
+    def temperature(self) -> float:
+        c = self.config
+        return annealed(c.temperature, c.temperature_end, int(self.step), c.anneal_steps, c.schedule)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with full_precision(z):
             z_last = to_channels_last(z).float()
             x = z_last.reshape(-1, self.embed_dim)
+            if self.training and not bool(self.initialized):
+                with torch.no_grad():  # identical on every process: kmeans reduces and broadcasts
+                    centroids, _ = kmeans(x.detach()[None], self.config.codebook_size, self.config.kmeans_iters)
+                    self.codebook.weight.copy_(centroids[0])
+                    self.initialized.fill_(True)
             codebook = self.codebook.weight.float()
+            tau = self.temperature()
             if self.training:
                 distances = squared_distances(x, codebook)  # the whole matrix: the softmax needs every code
                 indices = distances.argmin(-1)
-                z_q = F.softmax(-distances / self.config.temperature, dim=-1) @ codebook
+                z_q = F.softmax(-distances / tau, dim=-1) @ codebook
+                self.step += 1
             else:
                 indices = nearest_code(x, codebook)
                 z_q = F.embedding(indices, codebook)
@@ -74,6 +105,7 @@ class SoftQuantizer(Quantizer):
             "codebook_loss": codebook_loss.detach(),
             "commitment_loss": commitment_loss.detach(),
             "perplexity": batch_perplexity(indices, self.config.codebook_size),
+            "temperature": torch.tensor(tau),
         }
         z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)
         return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
