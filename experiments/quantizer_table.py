@@ -60,6 +60,13 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    table = args.out / "table.json"
+    if table.exists():  # `--only` redoes some rows: keep the others when they were made with the same budget
+        earlier = json.loads(table.read_text())
+        if (earlier.get("steps"), earlier.get("batch_size")) == (args.steps, args.batch_size):
+            redone = {row["quantizer"] for row in results}
+            results = sorted([r for r in earlier["results"] if r["quantizer"] not in redone] + results,
+                             key=lambda row: row["quantizer"])
     meta = {"steps": args.steps, "batch_size": args.batch_size, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "results": results}
     (args.out / "table.json").write_text(json.dumps(meta, indent=2))
