@@ -383,8 +383,9 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
             "psnr": float(psnr(recon, to_float(originals)).mean()),
             "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
         }
-    samples_meta_file = generated.folder.parent / META_FILE if generated.folder is not None else None
-    sample_meta = read_json(samples_meta_file) if samples_meta_file and samples_meta_file.exists() else {}
+    # A samples directory (png/ inside) has its grid and sampling settings beside the images; a plain folder has not.
+    samples_home = generated.folder.parent if generated.folder is not None and generated.folder.name == "png" else None
+    sample_meta = read_json(samples_home / META_FILE) if samples_home and (samples_home / META_FILE).exists() else {}
     protocol = {
         "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
         "weights": weights_info,
@@ -400,6 +401,5 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
     result = {"fingerprint": fingerprint_value, "samples": str(samples_dir),
               "tokenizer": str(tokenizer_dir) if n_recon else None,
               "sampling": sample_meta, "protocol": protocol, **metrics}
-    grid = generated.folder.parent / "grid.png" if generated.folder is not None else None
-    write_report(out, result, grid)
+    write_report(out, result, samples_home / "grid.png" if samples_home else None)
     return result
