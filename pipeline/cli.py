@@ -268,19 +268,12 @@ def fid(
     rFID of the tokenizer when the reference is a dataset split."""
     from . import steps
 
-    from .image_sources import SPLITS
-
-    overrides = {"data.name": data, "data.root": data_root, "prior.arch": arch,
-                 "fid.inception_weights": inception_weights}
-    if reference in SPLITS:
-        overrides["fid.reference_split"] = reference
-    elif reference is not None:
-        overrides["fid.reference"] = reference
-    cfg = _config(configs, sets, run_dir, **overrides)
+    # Either side may be a split name or a path: pipeline.image_sources tells them apart.
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root, "prior.arch": arch,
+                                            "fid.reference": reference, "fid.inception_weights": inception_weights})
     paths = steps.RunPaths(cfg.run_dir)
     tok = None if str(tokenizer) == "none" else (tokenizer or paths.tokenizer)
-    source = samples if samples in SPLITS else Path(samples) if samples else paths.samples(cfg.prior.arch)
-    result = steps.fid_report(cfg, source, tok, out or paths.report)
+    result = steps.fid_report(cfg, samples or paths.samples(cfg.prior.arch), tok, out or paths.report)
     _print_metrics(result)
 
 

@@ -47,7 +47,8 @@ class FidSection(BaseModel):
 
     inception_weights: Optional[str] = None  # None: $VQGEN_INCEPTION_WEIGHTS, else torch-fidelity's download
     reference_split: Literal["train", "test"] = "test"
-    # Instead of the split: a folder of images, a samples directory or a run directory (its only samples-ARCH).
+    # Instead of reference_split: a split name, a folder of images, a samples directory or a run directory (its only
+    # samples-ARCH).
     reference: Optional[str] = None
     max_reference: Optional[PositiveInt] = None  # None: the whole reference split
     n_reconstructions: Optional[PositiveInt] = None  # rFID over this many reference images; None: all

@@ -30,7 +30,7 @@ from .datasets import load_split, to_float, to_uint8
 from .errors import VqgenError
 from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
 from .image_sources import SPLITS, load_images
-from .training import CHECKPOINT_DIR, EpochRandomSampler, build_trainer, fit
+from .training import CHECKPOINT_DIR, LOG_DIR, EpochRandomSampler, build_trainer, fit
 
 console = Console(stderr=True)
 
@@ -116,14 +116,14 @@ def _archive_stale_checkpoints(out: Path, expected: str) -> None:
         if recorded_fingerprint(marker) == expected:
             return
         stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
-        while (out / f"{CHECKPOINT_DIR}-stale-{stamp}").exists() or (out / f"logs-stale-{stamp}").exists():
+        while (out / f"{CHECKPOINT_DIR}-stale-{stamp}").exists() or (out / f"{LOG_DIR}-stale-{stamp}").exists():
             n += 1  # two changes within a second: never rename onto an archive that is already there
             stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
         stale = out / f"{CHECKPOINT_DIR}-stale-{stamp}"
         ckpt_dir.rename(stale)
         console.print(f"[yellow]checkpoints in {ckpt_dir} came from another config; moved them to {stale}[/]")
-        if (out / "logs").exists():  # their training logs go with them (a resumed run appends to its logs)
-            (out / "logs").rename(out / f"logs-stale-{stamp}")
+        if (out / LOG_DIR).exists():  # their training logs go with them (a resumed run appends to its logs)
+            (out / LOG_DIR).rename(out / f"{LOG_DIR}-stale-{stamp}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": expected})
 

@@ -29,6 +29,10 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 LOG_DIR = "logs"  # Lightning CSV logs: LOG_DIR/version_0/metrics.csv, appended to on resume
 
+# vqgen owns the checkpoint folder (its fingerprint.json, resume, moving stale ones aside), so Lightning's warning
+# that the folder is not empty says nothing useful on every fresh or resumed run.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -216,9 +220,6 @@ def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0
 
 
 def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = True) -> L.Trainer:
-    # vqgen owns the checkpoint folder (its fingerprint.json, resume, moving stale ones aside), so Lightning's
-    # warning that the folder is not empty says nothing useful on every fresh or resumed run.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     callbacks: list[Callback] = [
         NonFiniteLossGuard(checkpoint_dir),  # its on_save_checkpoint also vetoes checkpoints of NaN/Inf weights
