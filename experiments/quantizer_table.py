@@ -1,10 +1,14 @@
-"""The stage-1 comparison: every quantizer config in configs/tokenizer/ trained for the same short budget on
-MNIST, then evaluated on the MNIST test split (PSNR, SSIM, perplexity, usage). Writes JSON and a Markdown table.
+"""The stage-1 table: every tokenizer config in configs/tokenizer/ trained for one budget on MNIST, then evaluated
+on the whole MNIST test split: PSNR, SSIM, perplexity, usage, the share of exactly black pixels, and rFID
+(reconstructions against the test images). Rows are merged into a JSON table as each tokenizer finishes.
 
-    uv run python experiments/quantizer_table.py --data-root PATH/TO/mnist --steps 300
+    uv run python experiments/quantizer_table.py --data-root PATH/TO/mnist --epochs 20 \\
+        --results results/mnist/tokenizers.json
 
 PATH/TO/mnist is the folder torchvision's MNIST reads (it holds MNIST/raw/); with network access it is
-downloaded there. Each tokenizer goes to OUT/<name>/ and is reused on a rerun when already finished.
+downloaded there. Each tokenizer trains in OUT/<name>-e<epochs>/ through the pipeline's own step, so a killed run
+resumes from its last checkpoint and a finished one is reused. rFID needs the Inception weights
+($VQGEN_INCEPTION_WEIGHTS or --inception-weights); --rfid 0 skips it.
 """
 
 from __future__ import annotations
@@ -12,72 +16,106 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("VQGEN_NO_PROGRESS", "1")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--steps", type=int, default=300, help="training steps per quantizer (batch 128)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs per tokenizer")
+    parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps instead (-1: epochs)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("runs/quantizer_table"))
-    parser.add_argument("--only", default="", help="comma-separated config names (default: all)")
-    args = parser.parse_args()
+    parser.add_argument("--only", default="", help="comma-separated config names, in this order (default: all)")
+    parser.add_argument("--set", action="append", default=[], help="extra config override, key.path=value")
+    parser.add_argument("--tag", default="", help="suffix of the quantizer name in the table (for variants)")
+    parser.add_argument("--rfid", type=int, default=10000, help="reconstructions for rFID (0: skip)")
+    parser.add_argument("--inception-weights", default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/quantizer_table"), help="run folders")
+    parser.add_argument("--results", type=Path, default=None, help="JSON table to merge the rows into")
+    return parser.parse_args()
 
+
+def merge_rows(path: Path, rows: list[dict]) -> None:
+    """Replace the rows of the same quantizer and budget, keep the rest; written atomically."""
+    from pipeline.files import write_text
+
+    table = json.loads(path.read_text()) if path.exists() else []
+    keys = {(row["quantizer"], row["epochs"], row.get("steps")) for row in rows}
+    table = [row for row in table if (row["quantizer"], row["epochs"], row.get("steps")) not in keys] + rows
+    table.sort(key=lambda row: (row["epochs"], row["quantizer"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(table, indent=2) + "\n")
+
+
+def main() -> None:
+    args = parse_args()
     import torch
 
+    from pipeline import fid as fid_lib
     from pipeline import steps
     from pipeline.config import load_config
-    from pipeline.datasets import load_split
+    from pipeline.datasets import load_split, to_float, to_uint8
+    from pipeline.files import read_json
+    from pipeline.image_sources import load_images
     from stage1_tokenizer.evaluate import evaluate_tokenizer
     from stage1_tokenizer.tokenizer import Tokenizer
 
-    configs = sorted(Path("configs/tokenizer").glob("*.yaml"))
-    if args.only:
-        configs = [c for c in configs if c.stem in args.only.split(",")]
-    results = []
-    test_data = None
-    for config in configs:
-        out = args.out / config.stem
-        cfg = load_config([config], [f"data.root={args.data_root}", "data.download=false",
-                                     f"tokenizer.train.max_steps={args.steps}", "tokenizer.train.max_epochs=-1",
-                                     f"tokenizer.train.batch_size={args.batch_size}", f"run_dir={out}"])
+    configs = {path.stem: path for path in sorted(Path("configs/tokenizer").glob("*.yaml"))}
+    names = args.only.split(",") if args.only else list(configs)
+    unknown = [name for name in names if name not in configs]
+    if unknown:
+        sys.exit(f"no config named {', '.join(unknown)} in configs/tokenizer/ (have: {', '.join(configs)})")
+    command = "uv run python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+    weights = fid_lib.resolve_weights(args.inception_weights) if args.rfid else None
+    if args.rfid:
+        fid_lib.check_weights_available(weights)
+    test_data = reference = None
+    for name in names:
+        budget = f"s{args.steps}" if args.steps > 0 else f"e{args.epochs}"
+        out = args.out / f"{name}{args.tag}-{budget}"
+        cfg = load_config([configs[name]], [f"data.root={args.data_root}", "data.download=false",
+                                            f"tokenizer.train.max_epochs={args.epochs if args.steps < 0 else -1}",
+                                            f"tokenizer.train.max_steps={args.steps}",
+                                            f"tokenizer.train.batch_size={args.batch_size}", f"run_dir={out}",
+                                            *args.set])
         test_data = test_data or load_split(cfg.data, "test")
-        started = time.perf_counter()
-        if steps.recorded_fingerprint(out / "tokenizer" / "config.json") != steps.tokenizer_fingerprint(cfg):
-            steps.train_tokenizer(cfg, out / "tokenizer")
-        seconds = time.perf_counter() - started
-        metrics, _ = evaluate_tokenizer(Tokenizer.load(out / "tokenizer"), test_data)
+        tokenizer_dir = out / "tokenizer"
+        timing_file = out / "train_seconds.json"
+        if steps.recorded_fingerprint(tokenizer_dir / "config.json") != steps.tokenizer_fingerprint(cfg):
+            started = time.perf_counter()
+            steps.train_tokenizer(cfg, tokenizer_dir)
+            earlier = read_json(timing_file)["seconds"] if timing_file.exists() else 0.0  # time before a resume
+            timing_file.write_text(json.dumps({"seconds": earlier + time.perf_counter() - started}))
+        tokenizer = Tokenizer.load(tokenizer_dir)
+        metrics, _ = evaluate_tokenizer(tokenizer, test_data)
+        recon = torch.cat([to_uint8(tokenizer.reconstruct(to_float(chunk))) for chunk in test_data.images.split(500)])
         levels = metrics["levels"]  # one for VQ-VAE, top and bottom for VQ-VAE-2: shown as "top / bottom"
-        row = {"quantizer": config.stem,
+        provenance = read_json(tokenizer_dir / "config.json").get("provenance", {})
+        row = {"quantizer": name + args.tag, "epochs": provenance.get("epochs", args.epochs) + 0,
+               "steps": provenance.get("steps"),
                "codebook": " / ".join("x".join(map(str, level["codebook_sizes"])) for level in levels.values()),
-               "psnr": metrics["psnr"], "ssim": metrics["ssim"],
-               "perplexity": [level["perplexity"] for level in levels.values()],
-               "usage": [level["usage"] for level in levels.values()], "train_seconds": round(seconds, 1)}
-        results.append(row)
+               "psnr": round(metrics["psnr"], 3), "ssim": round(metrics["ssim"], 4),
+               "perplexity": [round(level["perplexity"], 1) for level in levels.values()],
+               "usage": [round(level["usage"], 4) for level in levels.values()],
+               "black_share": round(metrics["black_share"], 4), "rfid": None,
+               "train_seconds": round(read_json(timing_file)["seconds"], 1) if timing_file.exists() else None}
+        if args.rfid:
+            n = min(args.rfid, len(test_data))
+            reference = reference or load_images("test", cfg.data, None, fid_lib.weights_label(weights)["sha256"])
+            row["rfid"] = round(fid_lib.compute_metrics(recon[:n], reference.images, reference.cache_name, weights,
+                                                        precision_recall=False)["fid"], 3)
+            row["rfid_count"] = f"{n} reconstructions vs {len(reference.images)} test images"
+        row["machine"] = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        row["command"] = command
         print(json.dumps(row), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = args.out / "table.json"
-    if table.exists():  # `--only` redoes some rows: keep the others when they were made with the same budget
-        earlier = json.loads(table.read_text())
-        if (earlier.get("steps"), earlier.get("batch_size")) == (args.steps, args.batch_size):
-            redone = {row["quantizer"] for row in results}
-            results = sorted([r for r in earlier["results"] if r["quantizer"] not in redone] + results,
-                             key=lambda row: row["quantizer"])
-    meta = {"steps": args.steps, "batch_size": args.batch_size, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "results": results}
-    (args.out / "table.json").write_text(json.dumps(meta, indent=2))
-    lines = [f"MNIST test split, {args.steps} steps of batch {args.batch_size}, {torch.get_num_threads()} CPU threads",
-             "", "| quantizer | codes | PSNR (dB) | SSIM | perplexity | usage | train s |", "|---|---|---|---|---|---|---|"]
-    joined = lambda values, spec: " / ".join(format(v, spec) for v in values)  # noqa: E731
-    lines += [f"| {r['quantizer']} | {r['codebook']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-              f"{joined(r['perplexity'], '.1f')} | {joined(r['usage'], '.3f')} | {r['train_seconds']} |"
-              for r in results]
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        if args.results:
+            merge_rows(args.results, [row])
 
 
 if __name__ == "__main__":

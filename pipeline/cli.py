@@ -135,7 +135,7 @@ def tokenizer_eval(
     """MSE, PSNR, SSIM, perplexity and usage on a split; eval.json, reconstructions.png, codebook_usage.png."""
     from rich.table import Table
 
-    from stage1_tokenizer.evaluate import evaluate_tokenizer, reconstruction_grid, usage_histogram
+    from stage1_tokenizer.evaluate import evaluate_tokenizer, low_usage_message, reconstruction_grid, usage_histogram
     from stage1_tokenizer.tokenizer import Tokenizer
 
     from . import steps
@@ -163,7 +163,12 @@ def tokenizer_eval(
     for level, stats in metrics["levels"].items():
         table.add_row(f"{level} perplexity", f"{stats['perplexity']:.1f} of {sum(stats['codebook_sizes'])}")
         table.add_row(f"{level} usage", f"{stats['usage']:.3f}")
+    table.add_row("black pixels (recon / data)", f"{metrics['black_share']:.1%} / {metrics['black_share_data']:.1%}")
     Console().print(table)
+    for level, stats in metrics["levels"].items():
+        warning = low_usage_message(level, stats["usage"], max(stats["codebook_sizes"]), f"{cfg.data.name}/{split}")
+        if warning:
+            console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"wrote {target}/eval.json, reconstructions.png, codebook_usage.png")
 
 

@@ -21,7 +21,9 @@ from .training import TrainConfig
 
 
 class TokenizerSection(TokenizerConfig):
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64))
+    # Warm-up and cosine decay as shares of the run, so a one-epoch and a fifty-epoch run both get them.
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64, warmup_fraction=0.02,
+                                                                   lr_schedule="cosine", channels_last=True))
 
     def architecture(self) -> TokenizerConfig:
         return TokenizerConfig(**self.model_dump(exclude={"train"}))

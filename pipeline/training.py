@@ -41,6 +41,7 @@ class TrainConfig(BaseModel):
     lr: PositiveFloat = 1e-3
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
+    warmup_fraction: float = Field(0.0, ge=0, lt=1)  # used when warmup_steps is 0: warm-up as a share of the run
     lr_schedule: Literal["constant", "cosine"] = "constant"
     max_epochs: int = Field(10, ge=-1)
     max_steps: int = Field(-1, ge=-1)
@@ -55,6 +56,7 @@ class TrainConfig(BaseModel):
     val_check_interval: Optional[Union[PositiveInt, PositiveFloat]] = None
     profiler: Optional[Literal["simple", "advanced", "pytorch"]] = None
     compile: bool = False  # torch.compile the model before training
+    channels_last: bool = False  # NHWC activations for convolutional models (faster convolutions on CPU)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -198,13 +200,14 @@ class NonFiniteLossGuard(Callback):
 
 def lr_lambda(config: TrainConfig, total_steps: int):
     """Linear warmup, then constant or cosine decay to 10% of the peak."""
+    warmup = config.warmup_steps or round(config.warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
-        if config.warmup_steps and step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        if config.lr_schedule == "constant" or total_steps <= config.warmup_steps:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant" or total_steps <= warmup:
             return 1.0
-        progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

@@ -14,7 +14,8 @@ class TokenizerConfig(BaseModel):
 
     arch: Literal["vqvae", "vqvae2"] = "vqvae"  # vqvae2: top and bottom code levels (Razavi et al. 2019)
     network: Literal["deepmind", "dalle"] = "deepmind"  # encoder/decoder flavour (residual VQ-VAE or DALL-E dVAE)
-    recon_loss: Literal["mse", "l1", "logit_laplace"] = "mse"
+    recon_loss: Literal["mse", "l1", "gaussian", "logit_laplace"] = "mse"  # gaussian: 0.5 log MSE (sq's objective)
+    bounded_output: bool = True  # the loss sees the output clamped to [-1, 1] (straight-through): exact blacks
     in_channels: PositiveInt = 1  # filled from the dataset by the pipeline
     image_size: PositiveInt = 32  # filled from the dataset by the pipeline
     hidden_channels: PositiveInt = 64
@@ -23,7 +24,13 @@ class TokenizerConfig(BaseModel):
     downsample: PositiveInt = 4  # a power of two: each halving is one strided conv
     embed_dim: PositiveInt = 64
     top_downsample: PositiveInt = 2  # vqvae2 only: the top grid is this much coarser than the bottom grid
-    quantizer: dict[str, Any] = Field(default_factory=lambda: {"name": "vq", "codebook_size": 512, "beta": 0.25})
+    # k-means init and dead-code restarts: without them plain VQ leaves most of its codebook unused.
+    quantizer: dict[str, Any] = Field(default_factory=lambda: {"name": "vq", "codebook_size": 512, "beta": 0.25,
+                                                               "kmeans_init": True, "restart": True})
+
+    def pixels(self) -> int:
+        """Pixel values per image (what a per-image likelihood sums over)."""
+        return self.in_channels * self.image_size**2
 
     @field_validator("downsample", "top_downsample")
     @classmethod

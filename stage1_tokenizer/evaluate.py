@@ -33,6 +33,17 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return score.flatten(1).mean(1)
 
 
+LOW_USAGE = 0.5  # a codebook used under this share wastes most of its vocabulary
+
+
+def low_usage_message(level: str, usage: float, size: int, where: str) -> str | None:
+    """A warning for a codebook that uses less than half its codes, or None when it is fine."""
+    if usage >= LOW_USAGE:
+        return None
+    return (f"{where}: the {level} codebook used {usage:.0%} of its {size} codes; most of the vocabulary is dead. "
+            f"Try kmeans_init and restart (vq, ema, rvq, pq), a stronger KL (gumbel) or a smaller codebook_size")
+
+
 @torch.no_grad()
 def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tuple[dict, dict[str, torch.Tensor]]:
     """Returns (metrics, per-level code counts ``[sum of codebook sizes]``)."""
@@ -40,12 +51,15 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
     levels = tokenizer.levels()
     counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.float64) for name, spec in levels.items()}
     sq_err = psnr_sum = ssim_sum = 0.0
+    black_recon = black_data = 0  # pixel values exactly 0 in uint8: a decoder that cannot reach black shows grey
     for start in range(0, len(data), batch_size):
         images = to_float(data.images[start : start + batch_size])
         codes = tokenizer.encode(images)
         recon = tokenizer.decode(codes).clamp(-1, 1)
         per_image = (recon - images).pow(2).flatten(1).mean(1)
         sq_err += per_image.sum().item()
+        black_recon += int((to_uint8(recon) == 0).sum())
+        black_data += int((data.images[start : start + batch_size] == 0).sum())
         psnr_sum += (10 * torch.log10(4.0 / per_image.clamp_min(1e-10))).sum().item()
         if images.shape[-1] >= 11:
             ssim_sum += ssim((recon + 1) / 2, (images + 1) / 2).sum().item()
@@ -56,8 +70,10 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
                                                                        minlength=size).double()
                 offset += size
     n = len(data)
+    values = data.images.numel()
     metrics = {"images": n, "mse": sq_err / n, "psnr": psnr_sum / n,
-               "ssim": ssim_sum / n if data.image_size >= 11 else None, "levels": {}}
+               "ssim": ssim_sum / n if data.image_size >= 11 else None,
+               "black_share": black_recon / values, "black_share_data": black_data / values, "levels": {}}
     for name, spec in levels.items():
         per_channel, offset = [], 0
         for size in spec["codebook_sizes"]:

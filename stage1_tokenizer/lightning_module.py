@@ -5,11 +5,13 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 
 from pipeline.datasets import to_float
 from pipeline.training import TrainConfig, make_optimizer
 
 from .config import TokenizerConfig
+from .evaluate import low_usage_message
 from .losses import reconstruction_loss
 from .tokenizer import build_tokenizer
 
@@ -28,10 +30,22 @@ class TokenizerModule(L.LightningModule):
         self.model = build_tokenizer(config)
         self.save_hyperparameters({"tokenizer": config.model_dump(), "train": train_config.model_dump()})
 
-    def training_step(self, batch, batch_idx):
+    def on_fit_start(self) -> None:
+        # Schedules given as fractions of the run (temperatures, KL ramps) need its length in forward passes.
+        forward_passes = int(self.trainer.estimated_stepping_batches) * self.trainer.accumulate_grad_batches
+        for quantizer in self.model.quantizers().values():
+            quantizer.set_run_length(max(1, forward_passes))
+        if self.train_config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _images(self, batch) -> torch.Tensor:
         images = to_float(batch[0])
+        return images.contiguous(memory_format=torch.channels_last) if self.train_config.channels_last else images
+
+    def training_step(self, batch, batch_idx):
+        images = self._images(batch)
         output, quant = self.model(images)
-        recon_loss = reconstruction_loss(output, images, self.config.recon_loss)
+        recon_loss = reconstruction_loss(output, images, self.config.recon_loss, self.config.bounded_output)
         loss = recon_loss + quant.loss
         self.log("train/loss", loss, prog_bar=True)
         self.log(f"train/recon_{self.config.recon_loss}", recon_loss)
@@ -44,11 +58,16 @@ class TokenizerModule(L.LightningModule):
         quantizers = self.model.quantizers()
         for level, quantizer in quantizers.items():
             prefix = "epoch/" if len(quantizers) == 1 else f"epoch/{level}/"
-            for name, value in quantizer.epoch_stats().items():
+            stats = quantizer.epoch_stats()
+            for name, value in stats.items():
                 self.log(f"{prefix}{name}", value, prog_bar=name == "perplexity", sync_dist=False)
+            warning = low_usage_message(level, stats.get("usage", 1.0), max(quantizer.codebook_sizes),
+                                        f"epoch {self.current_epoch}")
+            if warning:
+                rank_zero_warn(warning)
 
     def validation_step(self, batch, batch_idx):
-        images = to_float(batch[0])
+        images = self._images(batch)
         recon = self.model.output_to_image(self.model(images)[0])
         self.log("val/recon_mse", F.mse_loss(recon, images), sync_dist=True)
         self.log("val/psnr", psnr(recon, images).mean(), prog_bar=True, sync_dist=True)

@@ -29,6 +29,7 @@ class VQVAE(nn.Module):
                                    c.embed_dim)
         name, options = c.quantizer_options()
         self.quantizer = build_quantizer(name, c.embed_dim, options)
+        self.quantizer.bind_image_geometry((c.image_size // c.downsample) ** 2, c.pixels())
         self.decoder = decoder_cls(c.embed_dim, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
                                    decoder_channels(c.recon_loss, c.in_channels))
 

@@ -53,6 +53,9 @@ class VQVAE2(nn.Module):
         self.decoder_top = decoder_cls(c.embed_dim, hidden, res, blocks, c.top_downsample, c.embed_dim)
         self.pre_bottom = nn.Conv2d(hidden + c.embed_dim, c.embed_dim, 1)
         self.quantizer_bottom = build_quantizer(name, c.embed_dim, options)
+        bottom_grid = c.image_size // c.downsample
+        self.quantizer_bottom.bind_image_geometry(bottom_grid**2, c.pixels())
+        self.quantizer_top.bind_image_geometry((bottom_grid // c.top_downsample) ** 2, c.pixels())
         self.upsample_top = _upsampler(c.embed_dim, c.top_downsample)
         self.decoder = decoder_cls(2 * c.embed_dim, hidden, res, blocks, c.downsample,
                                    decoder_channels(c.recon_loss, c.in_channels))

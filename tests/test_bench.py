@@ -29,7 +29,7 @@ def test_cli_quick_writes_table_and_json(tmp_path, monkeypatch):
     assert payload["environment"]["quick"] is True
     rows = {(row["section"][0], row["case"]): row for row in payload["rows"]}
     training = [row for (section, _), row in rows.items() if section == "b"]
-    assert len(training) == 2 and all(row["ours"] > 0 and row["baseline"] > 0 for row in training)
+    assert len(training) == 3 and all(row["ours"] > 0 and row["baseline"] > 0 for row in training)  # + layout row
     fid = [row for (section, _), row in rows.items() if section == "d"]
     assert len(fid) == 1 and fid[0]["note"].startswith("skipped: no Inception weights")
     memory = [row for (section, _), row in rows.items() if section == "e"]

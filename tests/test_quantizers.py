@@ -460,16 +460,17 @@ def test_sq_loss_by_hand_and_variance_is_learned():
     out = sq(z)
     assert out.codes.flatten().tolist() == [1, 0, 2]
     x, codes = torch.tensor(POINTS_2D), torch.tensor(CODES_2D)
-    logits = -torch.cdist(x, codes).pow(2) / (2 * 0.5)
+    variance = 1.0 + 0.5  # the authors' 1 + exp(param), param starting at log(init_variance)
+    logits = -torch.cdist(x, codes).pow(2) / (2 * variance)
     p = F.softmax(logits, -1)
-    continuous = ((x - codes[[1, 0, 2]]) ** 2).sum(-1).mean() / (2 * 0.5)
+    continuous = ((x - codes[[1, 0, 2]]) ** 2).sum(-1).mean() / (2 * variance)
     discrete = (p * p.log()).sum(-1).mean()
     assert out.loss.item() == pytest.approx(2.0 * (continuous + discrete).item(), rel=1e-5)
     sq.train()
     z = z.clone().requires_grad_(True)
     out = sq(z)
     (out.loss + out.z_q.sum()).backward()
-    assert sq.log_variance.grad is not None and sq.log_variance.grad != 0
+    assert sq.log_param.grad is not None and sq.log_param.grad != 0
     assert sq.codebook.weight.grad.abs().sum() > 0 and z.grad.abs().sum() > 0
 
 

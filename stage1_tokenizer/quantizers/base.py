@@ -202,6 +202,12 @@ class Quantizer(nn.Module):
             "dead_codes": float(dead),
         }
 
+    def set_run_length(self, total_steps: int) -> None:
+        """Training steps of the whole run; quantizers with schedules (:class:`.schedules.RunSchedule`) use it."""
+
+    def bind_image_geometry(self, positions: int, pixels: int) -> None:
+        """Code positions and pixel values per image; a quantizer whose loss is a per-image sum (sq) uses it."""
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -2,9 +2,14 @@
 
 A 1x1 projection turns each position into ``K`` logits. In training a relaxed one-hot sample
 ``softmax((logits + Gumbel noise) / tau)`` mixes the codebook vectors (``hard``: the one-hot of its argmax in the
-forward pass, the relaxed sample's gradient in the backward pass). The temperature ``tau`` is annealed over
-training steps from ``tau_start`` to ``tau_end``. A KL term to the uniform prior, ``KL(softmax(logits) || U(K))``,
-weighted by ``kl_weight``, keeps the posteriors spread over the codebook. At eval the code is the argmax logit.
+forward pass, the relaxed sample's gradient in the backward pass). The temperature ``tau`` is annealed from
+``tau_start`` to ``tau_end`` over ``anneal_fraction`` of the run. A KL term to the uniform prior,
+``KL(softmax(logits) || U(K))``, keeps the posteriors spread over the codebook; like DALL-E's, its weight ramps up
+from 0 to ``kl_weight`` (over ``kl_ramp_fraction`` of the run), so the first steps learn to reconstruct before the
+prior pulls. At eval the code is the argmax logit.
+
+Measured on MNIST (K=512, 8x8 codes, 300 steps): ``kl_weight`` 5e-4 used 1.4% of the codes, 0.01 used 43% at the
+same PSNR; the default is the weight that reached full use in a one-epoch run (README, stage-1 table).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .base import (
     to_channels_first,
     to_channels_last,
 )
-from .schedules import annealed, check_schedule
+from .schedules import RunSchedule, check_schedule, interpolate
 
 
 @dataclass
@@ -35,32 +40,41 @@ class GumbelConfig:
     hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
     tau_start: float = 1.0
     tau_end: float = 0.0625  # 1/16, DALL-E's final temperature
-    anneal_steps: int = 10000  # training steps (forward passes in training mode) from tau_start to tau_end
+    anneal_fraction: float = 0.8  # share of the run from tau_start to tau_end
+    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
     schedule: str = "exp"  # exp | linear | cosine
-    kl_weight: float = 5e-4  # weight of KL(softmax(logits) || uniform), averaged over positions
+    kl_weight: float = 0.05  # final weight of KL(softmax(logits) || uniform), averaged over positions
+    kl_ramp_fraction: float = 0.1  # share of the run over which the KL weight rises from 0 (cosine)
 
 
 @register_quantizer("gumbel", GumbelConfig)
-class GumbelQuantizer(Quantizer):
+class GumbelQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: GumbelConfig):
         super().__init__()
         if config.codebook_size <= 0:
             raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
         if config.kl_weight < 0:
             raise ValueError(f"quantizer.kl_weight must be non-negative, got {config.kl_weight}")
-        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps)
+        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps, config.anneal_fraction)
+        if not 0.0 <= config.kl_ramp_fraction <= 1.0:
+            raise ValueError(f"quantizer.kl_ramp_fraction must be in [0, 1], got {config.kl_ramp_fraction}")
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]
         self.to_logits = nn.Linear(embed_dim, config.codebook_size)  # a 1x1 convolution on channels-last features
         self.codebook = nn.Embedding(config.codebook_size, embed_dim)
-        # Steps taken, saved with the model so a resumed run continues the schedule where it stopped.
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self._init_schedule()
         self._init_usage()
 
     def temperature(self) -> float:
         c = self.config
-        return annealed(c.tau_start, c.tau_end, int(self.step), c.anneal_steps, c.schedule)
+        return interpolate(c.tau_start, c.tau_end, self.progress(c.anneal_steps, c.anneal_fraction), c.schedule)
+
+    def kl_weight(self) -> float:
+        c = self.config
+        if c.kl_ramp_fraction == 0:
+            return c.kl_weight
+        return interpolate(0.0, c.kl_weight, self.progress(0, c.kl_ramp_fraction), "cosine")
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with full_precision(z):
@@ -68,7 +82,7 @@ class GumbelQuantizer(Quantizer):
             logits = linear_fp32(self.to_logits, z_last.reshape(-1, self.embed_dim))
             log_probs = F.log_softmax(logits, dim=-1)
             codebook = self.codebook.weight.float()
-            tau = self.temperature()
+            tau, kl_weight = self.temperature(), self.kl_weight()
             if self.training:
                 sample = F.gumbel_softmax(logits, tau=tau, hard=self.config.hard, dim=-1)
                 indices = sample.argmax(-1)
@@ -79,7 +93,7 @@ class GumbelQuantizer(Quantizer):
                 z_q = F.embedding(indices, codebook)
             # KL(q || uniform) = sum_k q_k log q_k + log K, per position.
             kl = (log_probs.exp() * log_probs).sum(-1).mean() + math.log(self.config.codebook_size)
-            loss = self.config.kl_weight * kl
+            loss = kl_weight * kl
 
         codes = indices.view(*z_last.shape[:-1], 1)
         if self.training:
@@ -87,6 +101,7 @@ class GumbelQuantizer(Quantizer):
         stats = {
             "kl": kl.detach(),
             "temperature": torch.tensor(tau),
+            "kl_weight": torch.tensor(kl_weight),
             "perplexity": batch_perplexity(indices, self.config.codebook_size),
         }
         z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)

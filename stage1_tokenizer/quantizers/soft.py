@@ -3,8 +3,8 @@
 encoder output and the codes; at eval it is the nearest code, hard.
 
 A low temperature makes the training mix close to the hard code the decoder sees at eval, so the temperature is
-annealed from ``temperature`` to ``temperature_end`` over ``anneal_steps`` training steps (soft early, when the
-mix spreads gradients over the codes; nearly hard late, so the decoder learns the codes it will get). The loss adds
+annealed from ``temperature`` to ``temperature_end`` over ``anneal_fraction`` of the run (soft early, when the
+mix spreads gradients over the codes; nearly hard for the rest, so the decoder learns the codes it will get). The loss adds
 the VQ terms toward the nearest code (codebook term, and beta on the encoder term), which shrink that gap from the
 other side by keeping encoder outputs near their codes.
 
@@ -34,15 +34,16 @@ from .base import (
 )
 from .codebook import vq_loss_terms
 from .kmeans import kmeans
-from .schedules import annealed, check_schedule
+from .schedules import RunSchedule, check_schedule, interpolate
 
 
 @dataclass
 class SoftConfig:
     codebook_size: int = 512
     temperature: float = 1.0  # of softmax(-||z - e||^2 / temperature), at the first training step
-    temperature_end: float = 0.01  # reached after anneal_steps and kept
-    anneal_steps: int = 5000  # training steps (forward passes in training mode) from temperature to temperature_end
+    temperature_end: float = 0.01  # reached after anneal_fraction of the run and kept
+    anneal_fraction: float = 0.5  # share of the run from temperature to temperature_end
+    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
     schedule: str = "exp"  # exp | linear | cosine
     beta: float = 0.25  # commitment weight on the encoder term ||z - sg[e_nearest]||^2
     kmeans_init: bool = True  # codes start as k-means centroids of the first training batch
@@ -50,7 +51,7 @@ class SoftConfig:
 
 
 @register_quantizer("soft", SoftConfig)
-class SoftQuantizer(Quantizer):
+class SoftQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: SoftConfig):
         super().__init__()
         if config.codebook_size <= 0:
@@ -58,7 +59,8 @@ class SoftQuantizer(Quantizer):
         if config.temperature <= 0 or config.temperature_end <= 0:
             raise ValueError(f"quantizer.temperature and temperature_end must be positive, got "
                              f"{config.temperature} and {config.temperature_end}")
-        check_schedule(config.schedule, config.temperature, config.temperature_end, config.anneal_steps)
+        check_schedule(config.schedule, config.temperature, config.temperature_end, config.anneal_steps,
+                       config.anneal_fraction)
         if config.kmeans_init and config.kmeans_iters < 1:
             raise ValueError(f"quantizer.kmeans_iters must be at least 1 with kmeans_init, got {config.kmeans_iters}")
         self.config = config
@@ -68,13 +70,14 @@ class SoftQuantizer(Quantizer):
         bound = 1.0 / config.codebook_size
         nn.init.uniform_(self.codebook.weight, -bound, bound)
         # Saved with the model, so a resumed run neither re-initialises the codes nor restarts the schedule.
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self._init_schedule()
         self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
         self._init_usage()
 
     def temperature(self) -> float:
         c = self.config
-        return annealed(c.temperature, c.temperature_end, int(self.step), c.anneal_steps, c.schedule)
+        return interpolate(c.temperature, c.temperature_end, self.progress(c.anneal_steps, c.anneal_fraction),
+                           c.schedule)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with full_precision(z):

@@ -1,18 +1,26 @@
 """Gaussian stochastic quantization of SQ-VAE (Takida et al. 2022, "SQ-VAE: Variational Bayes on Discrete
 Representation with Self-annealed Stochastic Quantization"), with one learnable scalar variance.
 
-The posterior over codes at a position is ``P(k | z) = softmax_k(-||z - b_k||^2 / (2 s^2))``, with ``s^2``
-learned. In training the code is drawn from it with a Gumbel-softmax relaxation (temperature annealed from
-``tau_start`` to ``tau_end``) and the decoder sees the relaxed mix of codes; at eval the code is the nearest one.
+The posterior over codes at a position is ``P(k | z) = softmax_k(-||z - b_k||^2 / (2 s^2))``. In training the code
+is drawn from it with a Gumbel-softmax relaxation and the decoder sees the relaxed mix of codes; at eval the code is
+the nearest one.
 
-Loss (the latent part of the paper's ELBO), per position:
-``||z - z_q||^2 / (2 s^2)`` (the KL between the Gaussian posterior around ``z`` and the dequantization Gaussian
-around the drawn code ``z_q``) ``+ sum_k P log P`` (the KL of the categorical posterior to the uniform prior,
-up to the constant ``log K``). Both terms grow ``s^2``; the reconstruction, which prefers a deterministic
-assignment, shrinks it: that tension is the self-annealing. The paper sums the ELBO over all latent and pixel
-dimensions; here the latent terms are averaged over positions and weighted by ``loss_weight`` so that they sit
-beside the pipeline's per-pixel mean MSE (``loss_weight ~ 2 sigma_x^2 * positions / pixels``; 0.01 suits a
-decoder variance ``sigma_x^2 ~ 0.08`` at downsample 4).
+Latent loss per position (the latent part of the ELBO): ``||z - z_q||^2 / (2 s^2)`` (the KL between the Gaussian
+posterior around ``z`` and the dequantization Gaussian around the drawn code) ``+ sum_k P log P`` (the KL of the
+categorical posterior to the uniform prior, up to ``log K``). Both grow ``s^2``; the reconstruction, which prefers a
+deterministic assignment, shrinks it: that tension is the self-annealing.
+
+Checked against the authors' code (sony/sqvae, ``vision/``, the ``gaussian_1`` model), which this follows:
+
+- the variance is ``1 + exp(param)`` with ``param`` starting at ``log(init_variance)`` (their ``log(10)`` for
+  64-d codes);
+- the reconstruction term is ``(D/2) log(MSE)`` over the ``D`` pixels of an image (``recon_loss: gaussian``): the
+  decoder variance set to the current error (Takida et al. 2022, AR-ELBO), which is what lets ``s^2`` anneal. vqgen
+  divides the whole per-image objective by ``D``, so the latent sum over an image's positions is weighted by
+  ``positions / pixels`` (:meth:`bind_image_geometry`, called by the tokenizer); ``loss_weight`` is 1 there;
+- the Gumbel temperature decays exponentially (``init * exp(-1e-5 step)``: from 1 to about 0.15 over their 100
+  MNIST epochs); here from ``tau_start`` to ``tau_end`` over the run;
+- the codebook starts as ``N(0, 1)`` draws.
 """
 
 from __future__ import annotations
@@ -34,47 +42,78 @@ from .base import (
     to_channels_first,
     to_channels_last,
 )
-from .schedules import annealed, check_schedule
+from .distributed import broadcast_from_first_
+from .kmeans import kmeans
+from .schedules import RunSchedule, check_schedule, interpolate
 
 
 @dataclass
 class SQConfig:
     codebook_size: int = 512
-    init_variance: float = 1.0  # initial s^2; the official code starts large (about 10 for 64-d codes)
+    init_variance: float = 10.0  # initial exp(param) of s^2 = floor + exp(param); the authors' start for 64-d codes
+    variance_floor: float = 1.0  # the authors' gaussian_1: s^2 = exp(0) + exp(param)
+    # Codes start as k-means centroids of the first training batch and exp(param) as their per-dimension squared
+    # error, so the posterior starts as sharp as the encoder's own scale allows (replaces init_variance).
+    kmeans_init: bool = False
+    kmeans_iters: int = 10
     tau_start: float = 1.0  # Gumbel-softmax temperature of the stochastic assignment
-    tau_end: float = 0.5
-    anneal_steps: int = 10000
+    tau_end: float = 0.15  # where the authors' exp(-1e-5 step) decay stands after their 100 epochs
+    anneal_fraction: float = 1.0  # share of the run from tau_start to tau_end
+    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
     schedule: str = "exp"  # exp | linear | cosine
-    loss_weight: float = 0.01  # weight of the per-position latent loss beside a per-pixel mean reconstruction
+    loss_weight: float = 1.0  # multiplies the latent KL (1 = the ELBO)
 
 
 @register_quantizer("sq", SQConfig)
-class StochasticQuantizer(Quantizer):
+class StochasticQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: SQConfig):
         super().__init__()
         if config.codebook_size <= 0:
             raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
         if config.init_variance <= 0:
             raise ValueError(f"quantizer.init_variance must be positive, got {config.init_variance}")
-        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps)
+        if config.variance_floor < 0:
+            raise ValueError(f"quantizer.variance_floor must be non-negative, got {config.variance_floor}")
+        if config.loss_weight < 0:
+            raise ValueError(f"quantizer.loss_weight must be non-negative, got {config.loss_weight}")
+        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps, config.anneal_fraction)
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]
-        self.codebook = nn.Embedding(config.codebook_size, embed_dim)  # N(0, 1) init, as in the paper's code
-        self.log_variance = nn.Parameter(torch.tensor(math.log(config.init_variance)))
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.codebook = nn.Embedding(config.codebook_size, embed_dim)  # N(0, 1) init, as in the authors' code
+        self.log_param = nn.Parameter(torch.tensor(math.log(config.init_variance)))
+        self.positions_per_pixel = 1.0  # set by the tokenizer: the latent sum is per image, like the pixels' sum
+        self._init_schedule()
+        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))  # saved: a resume keeps its init
         self._init_usage()
+
+    @torch.no_grad()
+    def _init_from_batch(self, x: torch.Tensor) -> None:
+        centroids, _ = kmeans(x[None], self.config.codebook_size, self.config.kmeans_iters)  # reduced under DDP
+        self.codebook.weight.copy_(centroids[0])
+        error = squared_distances(x, centroids[0]).min(-1).values.mean() / self.embed_dim
+        error = broadcast_from_first_(error.reshape(1))[0]  # one figure on every process
+        self.log_param.copy_(error.clamp_min(1e-8).log())
+        self.initialized.fill_(True)
+
+    def bind_image_geometry(self, positions: int, pixels: int) -> None:
+        self.positions_per_pixel = positions / pixels
+
+    def variance(self) -> torch.Tensor:
+        return self.config.variance_floor + self.log_param.float().exp()
 
     def temperature(self) -> float:
         c = self.config
-        return annealed(c.tau_start, c.tau_end, int(self.step), c.anneal_steps, c.schedule)
+        return interpolate(c.tau_start, c.tau_end, self.progress(c.anneal_steps, c.anneal_fraction), c.schedule)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with full_precision(z):
             z_last = to_channels_last(z).float()
             x = z_last.reshape(-1, self.embed_dim)
+            if self.training and not bool(self.initialized):
+                self._init_from_batch(x.detach())
             codebook = self.codebook.weight.float()
-            variance = self.log_variance.float().exp()
+            variance = self.variance()
             logits = -squared_distances(x, codebook) / (2.0 * variance)
             log_probs = F.log_softmax(logits, dim=-1)
             tau = self.temperature()
@@ -88,7 +127,7 @@ class StochasticQuantizer(Quantizer):
                 z_q = F.embedding(indices, codebook)
             continuous_kl = (x - z_q).pow(2).sum(-1).mean() / (2.0 * variance)
             discrete_kl = (log_probs.exp() * log_probs).sum(-1).mean()  # - entropy of P(k | z)
-            loss = self.config.loss_weight * (continuous_kl + discrete_kl)
+            loss = self.config.loss_weight * self.positions_per_pixel * (continuous_kl + discrete_kl)
 
         codes = indices.view(*z_last.shape[:-1], 1)
         if self.training:
