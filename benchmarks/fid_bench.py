@@ -31,7 +31,7 @@ def _write_pngs(images: torch.Tensor, folder: Path) -> None:
 
 
 def run(settings: Settings) -> list[Row]:
-    from pipeline.errors import VqgenError
+    from pipeline.core.errors import VqgenError
     from pipeline.fid import FEATURE_EXTRACTOR, compute_metrics, resolve_weights
 
     n = 4 if settings.quick else 64

@@ -33,9 +33,9 @@ def main() -> None:
 
     from pipeline import steps
     from pipeline.config import load_config
-    from pipeline.files import read_json, write_json, write_text
+    from pipeline.core.files import read_json, write_json, write_text
     from stage2_prior.config import SampleControls
-    from stage2_prior.registry import load_prior
+    from stage2_prior.persistence import load_prior
 
     def config_for(arch: str):
         return load_config(args.config, [*args.sets, f"prior.arch={arch}", f"sample.n={args.n}"])

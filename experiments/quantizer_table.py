@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
 
 def merge_rows(path: Path, rows: list[dict]) -> None:
     """Replace the rows of the same quantizer and budget, keep the rest; written atomically."""
-    from pipeline.files import write_text
+    from pipeline.core.files import write_text
 
     table = json.loads(path.read_text()) if path.exists() else []
     keys = {(row["quantizer"], row["epochs"], row.get("steps")) for row in rows}
@@ -60,8 +60,9 @@ def main() -> None:
     from pipeline import fid as fid_lib
     from pipeline import steps
     from pipeline.config import load_config
-    from pipeline.datasets import load_split, to_float, to_uint8
-    from pipeline.files import read_json
+    from pipeline.core.images import to_float, to_uint8
+    from pipeline.datasets import load_split
+    from pipeline.core.files import read_json
     from pipeline.image_sources import load_images
     from stage1_tokenizer.evaluate import evaluate_tokenizer
     from stage1_tokenizer.tokenizer import Tokenizer

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 import typer
 from rich.console import Console
 
-from .errors import VqgenError
+from .core.errors import VqgenError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="vqgen: VQ-VAE-family tokenizers, PixelCNN/GPT/MaskGIT priors, sampling and FID reports.")
@@ -54,7 +54,7 @@ def user_errors(func: Callable) -> Callable:
 
             if debug or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
                 raise
-            from .files import write_error
+            from .core.files import write_error
 
             console.print(f"[bold red]error:[/] {write_error(err.filename or 'a file', err)}", highlight=False,
                           soft_wrap=True)
@@ -75,6 +75,9 @@ def _overrides(pairs: dict[str, object]) -> list[str]:
 
 
 def _config(configs: List[Path], sets: List[str], run_dir: Optional[Path], **shortcuts):
+    missing = [str(path) for path in configs if not Path(path).is_file()]
+    if missing:  # before the config models import torch: a typo answers at once
+        raise VqgenError(f"config file {', '.join(missing)} does not exist")
     from .config import load_config
 
     extra = _overrides(shortcuts)
@@ -112,11 +115,10 @@ def tokenizer_train(
     accumulate: Optional[int] = AccumulateOpt, debug: bool = DebugOpt,
 ):
     """Train a tokenizer; writes config.json + model.safetensors (resumes from checkpoints/last.ckpt)."""
-    from . import steps
-
     cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root},
                   **_trainer_shortcuts("tokenizer", devices, precision, max_epochs, max_steps, accelerator,
                                        profiler, accumulate))
+    from . import steps  # after the config check: it imports torch and Lightning
     target = out or steps.RunPaths(cfg.run_dir).tokenizer
     steps.train_tokenizer(cfg, target)
     console.print(f"tokenizer -> {target}")
@@ -135,16 +137,16 @@ def tokenizer_eval(
     """MSE, PSNR, SSIM, perplexity and usage on a split; eval.json, reconstructions.png, codebook_usage.png."""
     from rich.table import Table
 
+    if split not in ("train", "test"):
+        raise VqgenError(f"--split must be train or test, got {split!r}")
+    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root})
     from stage1_tokenizer.evaluate import evaluate_tokenizer, low_usage_message, reconstruction_grid, usage_histogram
     from stage1_tokenizer.tokenizer import Tokenizer
 
     from . import steps
+    from .core.files import write_json
     from .datasets import load_split
-    from .files import write_json
 
-    if split not in ("train", "test"):
-        raise VqgenError(f"--split must be train or test, got {split!r}")
-    cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root})
     tok_dir = tokenizer or steps.RunPaths(cfg.run_dir).tokenizer
     model = Tokenizer.load(tok_dir)
     images = load_split(cfg.data, split)
@@ -183,9 +185,8 @@ def tokenize(
     debug: bool = DebugOpt,
 ):
     """Encode image splits into code datasets (meta.json + codes.safetensors per split)."""
-    from . import steps
-
     cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root})
+    from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     for name in split:
         if name not in ("train", "test"):
@@ -206,11 +207,10 @@ def prior_train(
     accumulate: Optional[int] = AccumulateOpt, debug: bool = DebugOpt,
 ):
     """Train a prior on a code dataset; writes config.json + model.safetensors."""
-    from . import steps
-
     cfg = _config(configs, sets, run_dir, **{"prior.arch": arch},
                   **_trainer_shortcuts("prior", devices, precision, max_epochs, max_steps, accelerator,
                                        profiler, accumulate))
+    from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     target = out or paths.prior(cfg.prior.arch)
     steps.train_prior(cfg, codes or paths.root / "codes", target)
@@ -240,13 +240,12 @@ def sample(
     debug: bool = DebugOpt,
 ):
     """Sample codes from a prior and decode them: grid.png, png/, codes.safetensors."""
-    from . import steps
-
     label_value = None if label is None else ("null" if label == "none" else label)
     cfg = _config(configs, sets, run_dir, **{
         "sample.n": n, "prior.arch": arch, "sample.label": label_value, "sample.temperature": temperature,
         "sample.top_k": top_k, "sample.top_p": top_p, "sample.cfg_scale": cfg_scale, "sample.seed": seed,
         "sample.steps": decode_steps, "sample.schedule": schedule, "sample.choice_temperature": choice_temperature})
+    from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     steps.sample(cfg, prior or paths.prior(cfg.prior.arch), tokenizer or paths.tokenizer,
                  out or paths.samples(cfg.prior.arch))
@@ -271,11 +270,10 @@ def fid(
 ):
     """FID/KID/precision/recall between any two image sets (a run's samples and the test split by default), and
     rFID of the tokenizer when the reference is a dataset split."""
-    from . import steps
-
     # Either side may be a split name or a path: pipeline.image_sources tells them apart.
     cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root, "prior.arch": arch,
                                             "fid.reference": reference, "fid.inception_weights": inception_weights})
+    from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     tok = None if str(tokenizer) == "none" else (tokenizer or paths.tokenizer)
     result = steps.fid_report(cfg, samples or paths.samples(cfg.prior.arch), tok, out or paths.report)
@@ -323,13 +321,13 @@ def report(
 
 
 def _run(config: Path, sets: List[str], run_dir: Optional[Path]):
-    from .runner import run_pipeline
-
     cfg = _config([config], sets, run_dir)
+    from .runner import run_pipeline  # after the config check: it imports torch and Lightning
+
     timings = run_pipeline(cfg)
     report = Path(cfg.run_dir) / "report" / "metrics.json"
     if report.exists():
-        from .files import read_json
+        from .core.files import read_json
 
         _print_metrics(read_json(report))
     console.print(f"run directory: {cfg.run_dir}  (step seconds: {timings or 'all done already'})")

@@ -16,8 +16,8 @@ from stage1_tokenizer.config import TokenizerConfig
 from stage2_prior.config import PriorConfig, SampleControls
 
 from .datasets import DataConfig
-from .errors import VqgenError
-from .training import TrainConfig
+from .core.errors import VqgenError
+from .core.optim import TrainConfig
 
 
 class TokenizerSection(TokenizerConfig):

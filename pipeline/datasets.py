@@ -9,7 +9,6 @@ The root comes from the config, an option, or the ``VQGEN_DATA_DIR`` environment
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
@@ -17,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, PositiveInt
-from torch.utils.data import Dataset
 
-from .errors import VqgenError
+from .core.errors import VqgenError
+from .core.images import ImageData
 
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -34,46 +33,6 @@ class DataConfig(BaseModel):
     channels: Optional[Literal[1, 3]] = None  # None: the dataset's own (imagefolder: RGB)
     download: bool = True  # torchvision datasets: try to download when the files are missing
     on_bad_image: Literal["skip", "fail"] = "skip"  # imagefolder: unreadable files are skipped and counted, or fatal
-
-
-@dataclass
-class ImageData(Dataset):
-    """A split in memory. ``__getitem__`` gives ``(uint8 image [C, S, S], label)``."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: list[str]
-    name: str
-    split: str
-    skipped: int = 0  # unreadable files left out (imagefolder)
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int):
-        return self.images[index], self.labels[index]
-
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def image_size(self) -> int:
-        return self.images.shape[-1]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[0, 255]`` -> float ``[-1, 1]``, the range the tokenizers work in."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float ``[-1, 1]`` -> uint8 ``[0, 255]`` (clamped, rounded)."""
-    return images.add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def resolve_root(root: Optional[str]) -> Path:

@@ -17,8 +17,8 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Dataset
 
-from .errors import VqgenError
-from .files import sha256_file
+from .core.errors import VqgenError
+from .core.files import sha256_file
 
 WEIGHTS_ENV = "VQGEN_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # its own download's file name

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .datasets import DataConfig, load_split
-from .errors import VqgenError
+from .core.errors import VqgenError
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

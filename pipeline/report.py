@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_path, write_json, write_text
+from .core.files import atomic_path, write_json, write_text
 
 
 def _fmt(value: Any) -> str:

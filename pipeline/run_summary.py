@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import VqgenError
-from .files import CONFIG_FILE, atomic_path, read_json, write_json, write_text
+from .core.errors import VqgenError
+from .core.files import CONFIG_FILE, atomic_path, write_json, write_text
 
 
 def _maybe_json(path: Path) -> Optional[dict]:
@@ -61,7 +61,6 @@ def collect_run(run: Path, evaluate_tokenizer: bool = True) -> dict[str, Any]:
 
 
 def _evaluate(run: Path, out: Path) -> None:
-    import yaml
 
     from stage1_tokenizer.evaluate import evaluate_tokenizer, reconstruction_grid, usage_histogram
     from stage1_tokenizer.tokenizer import Tokenizer

@@ -9,12 +9,12 @@ from typing import Callable
 
 from rich.console import Console
 
-from stage2_prior.code_dataset import META_FILE
+from pipeline.core.code_dataset import META_FILE
 
 from . import steps
 from .config import PipelineConfig, dump_config
-from .files import CONFIG_FILE, load_model_dir, write_text
-from .errors import VqgenError
+from .core.files import CONFIG_FILE, load_model_dir, write_text
+from .core.errors import VqgenError
 
 console = Console(stderr=True)
 
@@ -72,9 +72,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
 def _valid_samples(directory: Path) -> bool:
     """Samples count as finished when the grid is there, the codes file loads and every image is there."""
-    from stage2_prior.code_dataset import CODES_FILE
+    from pipeline.core.code_dataset import CODES_FILE
 
-    from .files import load_tensors, read_json, sha256_file
+    from .core.files import load_tensors, read_json, sha256_file
 
     try:
         meta = read_json(directory / META_FILE)
@@ -90,7 +90,7 @@ def _valid_samples(directory: Path) -> bool:
 
 
 def _valid_codes(directory: Path) -> bool:
-    from stage2_prior.code_dataset import CodeDataset
+    from pipeline.core.code_dataset import CodeDataset
 
     try:
         CodeDataset(directory)

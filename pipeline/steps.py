@@ -12,23 +12,24 @@ from typing import Any, Optional
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from rich.console import Console
 from torch.utils.data import DataLoader
 
 from stage1_tokenizer.lightning_module import TokenizerModule, psnr
 from stage1_tokenizer.tokenize import tokenize_split
 from stage1_tokenizer.tokenizer import Tokenizer
-from stage2_prior.code_dataset import CODES_FILE, META_FILE, CodeDataset
 from stage2_prior.config import SampleControls
 from stage2_prior.lightning_module import PriorModule
-from stage2_prior.registry import build_prior, load_prior, save_prior
+from stage2_prior.persistence import load_prior, save_prior
+from stage2_prior.registry import build_prior
 
 from . import fid as fid_lib
 from .config import PipelineConfig
-from .datasets import load_split, to_float, to_uint8
-from .errors import VqgenError
-from .files import (CONFIG_FILE, WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json)
+from .core.code_dataset import CODES_FILE, META_FILE, CodeDataset
+from .core.errors import VqgenError
+from .core.files import WEIGHTS_FILE, atomic_dir, read_json, save_tensors, sha256_file, write_json
+from .core.images import save_png, to_float, to_uint8, write_image_grid
+from .datasets import load_split
 from .image_sources import SPLITS, load_images
 from .training import CHECKPOINT_DIR, LOG_DIR, EpochRandomSampler, build_trainer, fit
 
@@ -335,18 +336,6 @@ def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
         })
     console.print(f"sampled {s.n} images in {seconds:.1f}s -> {out}")
     return out
-
-
-def save_png(image: torch.Tensor, path: Path) -> None:
-    array = image.permute(1, 2, 0).numpy()
-    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
-
-
-def write_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
-    save_png(grid if images.shape[1] != 1 else grid[:1], path)
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------

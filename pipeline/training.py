@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -19,11 +18,11 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from torch.utils.data import RandomSampler
 
-from .errors import VqgenError
-from .files import atomic_path, remove_stale_temporaries
+from .core.errors import VqgenError
+from .core.files import atomic_path, remove_stale_temporaries
+from .core.optim import TrainConfig
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -32,31 +31,6 @@ LOG_DIR = "logs"  # Lightning CSV logs: LOG_DIR/version_0/metrics.csv, appended 
 # vqgen owns the checkpoint folder (its fingerprint.json, resume, moving stale ones aside), so Lightning's warning
 # that the folder is not empty says nothing useful on every fresh or resumed run.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: PositiveInt = 128
-    lr: PositiveFloat = 1e-3
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    warmup_fraction: float = Field(0.0, ge=0, lt=1)  # used when warmup_steps is 0: warm-up as a share of the run
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    max_epochs: int = Field(10, ge=-1)
-    max_steps: int = Field(-1, ge=-1)
-    accumulate_grad_batches: PositiveInt = 1
-    gradient_clip_val: Optional[PositiveFloat] = None
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: Union[int, str, list[int]] = 1
-    num_nodes: PositiveInt = 1
-    num_workers: int = Field(0, ge=0)
-    log_every_n_steps: PositiveInt = 10
-    val_check_interval: Optional[Union[PositiveInt, PositiveFloat]] = None
-    profiler: Optional[Literal["simple", "advanced", "pytorch"]] = None
-    compile: bool = False  # torch.compile the model before training
-    channels_last: bool = False  # NHWC activations for convolutional models (faster convolutions on CPU)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -196,30 +170,6 @@ class NonFiniteLossGuard(Callback):
                 f"{bad[0]}{' and others' if len(bad) > 1 else ''}); not saving them, {self._where()}. "
                 f"Lower the learning rate or enable gradient clipping (train.gradient_clip_val)."
             )
-
-
-def lr_lambda(config: TrainConfig, total_steps: int):
-    """Linear warmup, then constant or cosine decay to 10% of the peak."""
-    warmup = config.warmup_steps or round(config.warmup_fraction * total_steps)
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if config.lr_schedule == "constant" or total_steps <= warmup:
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0.99)):
-    """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``."""
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=betas)
-    total = module.trainer.estimated_stepping_batches if module._trainer is not None else 1
-    total = int(total) if math.isfinite(total) else 1
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = True) -> L.Trainer:

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.datasets import ImageData, to_float, to_uint8
+from pipeline.core.files import atomic_path
+from pipeline.core.images import ImageData, to_float, to_uint8, write_image_grid
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -95,8 +96,6 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
 @torch.no_grad()
 def reconstruction_grid(tokenizer, data: ImageData, path: Path, n: int = 32) -> None:
     """Rows alternate originals and their reconstructions, 8 images a row."""
-    from pipeline.steps import write_image_grid
-
     originals = data.images[:n]
     recon = to_uint8(tokenizer.reconstruct(to_float(originals)))
     rows = []
@@ -112,7 +111,6 @@ def usage_histogram(counts: dict[str, torch.Tensor], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.files import atomic_path
 
     fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 3.2), squeeze=False)
     for ax, (name, level_counts) in zip(axes[0], counts.items()):

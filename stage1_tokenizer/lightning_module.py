@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 
-from pipeline.datasets import to_float
-from pipeline.training import TrainConfig, make_optimizer
+from pipeline.core.images import to_float
+from pipeline.core.optim import TrainConfig, make_optimizer
 
 from .config import TokenizerConfig
 from .evaluate import low_usage_message

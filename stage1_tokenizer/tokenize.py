@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from pipeline.datasets import ImageData, to_float
-from pipeline.files import sha256_file
-from stage2_prior.code_dataset import write_code_dataset
+from pipeline.core.images import ImageData, to_float
+from pipeline.core.files import sha256_file
+from pipeline.core.code_dataset import write_code_dataset
 
 
 @torch.no_grad()

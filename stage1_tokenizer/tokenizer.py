@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.files import load_model_dir, load_weights
+from pipeline.core.files import load_model_dir, load_weights
 
 from .config import TokenizerConfig
 from .vqvae import VQVAE

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.files import save_model_dir
+from pipeline.core.files import save_model_dir
 
 from .config import TokenizerConfig
 from .losses import decoder_channels, to_image

@@ -15,13 +15,12 @@ import torch
 from torch import nn
 
 from .config import PriorConfig, SampleControls
+from .registry import build_prior
 
 
 class HierarchicalPrior(nn.Module):
     def __init__(self, configs: dict[str, PriorConfig]):
         super().__init__()
-        from .registry import build_prior
-
         self.order = list(configs)  # coarse to fine; each level after the first names its context level
         self.priors = nn.ModuleDict({name: build_prior(cfg) for name, cfg in configs.items()})
         first = configs[self.order[0]]

@@ -7,7 +7,7 @@ import math
 import lightning as L
 import torch
 
-from pipeline.training import TrainConfig, make_optimizer
+from pipeline.core.optim import TrainConfig, make_optimizer
 
 
 class PriorModule(L.LightningModule):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pipeline.errors import VqgenError
-from stage2_prior.code_dataset import CodeDataset, storage_dtype, write_code_dataset
+from pipeline.core.errors import VqgenError
+from pipeline.core.code_dataset import CodeDataset, storage_dtype, write_code_dataset
 
 
 def write(tmp_path, codes, sizes, labels=None):

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.errors import VqgenError
+from pipeline.core.errors import VqgenError
 
 runner = CliRunner()
 
@@ -78,3 +78,18 @@ def test_weights_path_that_does_not_exist(tmp_path):
 
     with pytest.raises(VqgenError, match="does not exist"):
         fid.resolve_weights(str(tmp_path / "w.pth"))
+
+
+def test_a_missing_config_file_is_reported_before_torch_or_lightning_is_imported(tmp_path):
+    """Importing Lightning takes many seconds on a small CPU; a typo in a path must not wait for it."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
+              "result = CliRunner().invoke(app, ['sample', '-c', 'missing.yaml'])\n"
+              "print(result.exit_code, 'torch' in sys.modules, 'lightning' in sys.modules)\n"
+              "print(result.output)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    first, *rest = done.stdout.splitlines()
+    assert first == "2 False False", done.stdout + done.stderr
+    assert "missing.yaml does not exist" in "\n".join(rest)

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.errors import VqgenError
+from pipeline.core.errors import VqgenError
 from pipeline import steps
-from stage2_prior.code_dataset import CodeDataset
+from pipeline.core.code_dataset import CodeDataset
 
 TINY = [
     "data.name=digits", "data.image_size=16",

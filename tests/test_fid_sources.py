@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.datasets import DataConfig
-from pipeline.errors import VqgenError
+from pipeline.core.errors import VqgenError
 from pipeline.image_sources import image_folder, load_images
 
 SHA = "ab" * 32

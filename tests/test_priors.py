@@ -14,7 +14,8 @@ import yaml
 
 from stage2_prior.config import GPTConfig, MaskGITConfig, MaskSchedule, PixelCNNConfig, PriorConfig, SampleControls
 from stage2_prior.maskgit import masked_cross_entropy, random_mask
-from stage2_prior.registry import PRIORS, build_prior, load_prior, save_prior
+from stage2_prior.persistence import load_prior, save_prior
+from stage2_prior.registry import PRIORS, build_prior
 from stage2_prior.sampling import MASK_SCHEDULES, Guidance, guide, mask_fraction, masked_counts
 
 ARCHS = ["pixelcnn", "gpt", "maskgit"]

@@ -4,7 +4,7 @@ import torch
 
 from stage2_prior.config import GPTConfig, PriorConfig
 from stage2_prior.hierarchical import HierarchicalPrior
-from stage2_prior.registry import load_prior, save_prior
+from stage2_prior.persistence import load_prior, save_prior
 
 
 def stack(num_classes=0):
@@ -54,7 +54,7 @@ def test_loss_weights_levels_by_code_count_and_save_load(tmp_path):
 def test_vqvae2_chain_trains_stacked_prior_and_samples_both_levels(tmp_path):
     from pipeline import steps
     from pipeline.config import load_config
-    from stage2_prior.code_dataset import CodeDataset
+    from pipeline.core.code_dataset import CodeDataset
 
     cfg = load_config([], [
         f"run_dir={tmp_path}", "data.image_size=16", "tokenizer.arch=vqvae2", "tokenizer.downsample=2",
@@ -72,7 +72,7 @@ def test_vqvae2_chain_trains_stacked_prior_and_samples_both_levels(tmp_path):
     prior, provenance = load_prior(paths.prior("gpt"))
     assert isinstance(prior, HierarchicalPrior) and provenance["test_bits_per_code"] > 0
     steps.sample(cfg, paths.prior("gpt"), paths.tokenizer, paths.samples("gpt"))
-    from pipeline.files import load_tensors
+    from pipeline.core.files import load_tensors
 
     sampled = load_tensors(paths.samples("gpt") / "codes.safetensors")
     assert sampled["top"].shape == (5, 4, 4, 1) and sampled["bottom"].shape == (5, 8, 8, 1)

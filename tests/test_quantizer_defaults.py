@@ -18,7 +18,7 @@ from stage1_tokenizer.losses import reconstruction_loss
 from stage1_tokenizer.quantizers import build_quantizer
 from stage1_tokenizer.quantizers.codebook import Codebook, CodebookUpkeepConfig
 from stage1_tokenizer.tokenizer import build_tokenizer
-from pipeline.training import TrainConfig, lr_lambda
+from pipeline.core.optim import TrainConfig, lr_lambda
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs" / "tokenizer").glob("*.yaml"))
 

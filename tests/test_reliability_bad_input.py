@@ -19,9 +19,9 @@ from helpers_reliability import (PRIOR_TINY, STEPS_PER_EPOCH, TOKENIZER_TINY, as
                                  load_checkpoint_safely, sets, temporaries)
 from pipeline.config import load_config
 from pipeline.datasets import load_split
-from pipeline.errors import VqgenError
-from pipeline.files import sha256_file, write_json
-from stage2_prior.code_dataset import CodeDataset, write_code_dataset
+from pipeline.core.errors import VqgenError
+from pipeline.core.files import sha256_file, write_json
+from pipeline.core.code_dataset import CodeDataset, write_code_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -414,7 +414,7 @@ def enospc(*args, **kwargs):
 def test_full_disk_while_saving_weights_keeps_the_previous_ones(trained, tmp_path, monkeypatch):
     run = copy_run(trained, tmp_path, "tokenizer")
     before = sha256_file(run / "tokenizer" / "model.safetensors")
-    monkeypatch.setattr("pipeline.files.save_file", enospc)
+    monkeypatch.setattr("pipeline.core.files.save_file", enospc)
     code, output = invoke(["tokenizer", "train", "--run-dir", run,
                            *sets([*TOKENIZER_TINY, "tokenizer.train.max_epochs=2"])])
     assert_clear_error(code, output, "model.safetensors", "the disk is full", "untouched")
@@ -428,7 +428,7 @@ def test_full_disk_while_saving_weights_keeps_the_previous_ones(trained, tmp_pat
 def test_full_disk_at_the_rename_keeps_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "config.json"
     write_json(target, {"v": 1})
-    monkeypatch.setattr("pipeline.files.os.replace", enospc)
+    monkeypatch.setattr("pipeline.core.files.os.replace", enospc)
     with pytest.raises(VqgenError, match="the disk is full"):
         write_json(target, {"v": 2})
     monkeypatch.undo()
@@ -460,7 +460,7 @@ def test_failed_swap_of_a_folder_puts_the_old_one_back(tmp_path, monkeypatch):
 def test_full_disk_while_writing_codes_keeps_the_previous_codes(trained, tmp_path, monkeypatch):
     run = copy_run(trained, tmp_path, "tokenizer", "codes")
     before = sha256_file(run / "codes" / "train" / "codes.safetensors")
-    monkeypatch.setattr("pipeline.files.save_file", enospc)
+    monkeypatch.setattr("pipeline.core.files.save_file", enospc)
     code, output = invoke(["tokenize", "--run-dir", run, "--split", "train", *sets(TOKENIZER_TINY)])
     assert_clear_error(code, output, "codes.safetensors", "the disk is full")
     assert sha256_file(run / "codes" / "train" / "codes.safetensors") == before

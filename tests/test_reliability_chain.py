@@ -21,7 +21,7 @@ CHAIN = [*TOKENIZER_TINY, *PRIOR_TINY, "sample.n=8"]
 
 
 def fake_fid_report(cfg, samples_dir, tokenizer_dir, out, fingerprint_value=None):
-    from pipeline.files import write_json
+    from pipeline.core.files import write_json
 
     n = len(list((Path(samples_dir) / "png").glob("*.png")))
     result = {"fingerprint": fingerprint_value, "samples": str(samples_dir), "generation": {"fid": float(n)}}

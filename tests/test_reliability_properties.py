@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import VqgenError
+from pipeline.core.errors import VqgenError
 from stage1_tokenizer.quantizers import QUANTIZERS, build_quantizer
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -79,7 +79,7 @@ def test_codes_in_range_and_exact_decode_in_eval_mode(name):
        sizes=st.lists(st.sampled_from([1, 2, 255, 256, 257, 32768, 32769, 70000]), min_size=1, max_size=3),
        labelled=st.booleans(), seed=st.integers(0, 2**16))
 def test_code_datasets_round_trip_for_any_shape_and_vocabulary(n, grid, sizes, labelled, seed):
-    from stage2_prior.code_dataset import CodeDataset, storage_dtype, write_code_dataset
+    from pipeline.core.code_dataset import CodeDataset, storage_dtype, write_code_dataset
 
     generator = torch.Generator().manual_seed(seed)
     codes = torch.stack([torch.randint(0, s, (n, *grid), generator=generator) for s in sizes], dim=-1)

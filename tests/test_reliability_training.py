@@ -144,7 +144,7 @@ def test_tokenizer_killed_while_writing_its_weights(reference, tmp_path):
     from the final checkpoint and writes the weights."""
 
     def inject():
-        import pipeline.files as files
+        import pipeline.core.files as files
 
         real = files.save_file
 

@@ -12,7 +12,8 @@ import torch
 
 from conftest import REPO
 from pipeline.config import load_config
-from pipeline.datasets import load_split, to_float
+from pipeline.core.images import to_float
+from pipeline.datasets import load_split
 from pipeline.steps import train_tokenizer
 from stage1_tokenizer.tokenizer import Tokenizer
 

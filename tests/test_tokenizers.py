@@ -83,7 +83,7 @@ def test_epoch_usage_is_logged_over_every_batch_of_the_epoch(tmp_path):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from pipeline.training import TrainConfig
+    from pipeline.core.optim import TrainConfig
     from stage1_tokenizer.lightning_module import TokenizerModule
 
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.errors import VqgenError
-from pipeline.files import atomic_dir, load_tensors, read_json, save_tensors, sha256_file, write_json
+from .errors import VqgenError
+from .files import atomic_dir, load_tensors, read_json, save_tensors, sha256_file, write_json
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
