@@ -436,7 +436,7 @@ def test_full_disk_at_the_rename_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_failed_swap_of_a_folder_puts_the_old_one_back(tmp_path, monkeypatch):
-    from pipeline import files
+    from pipeline.core import files
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.txt").write_text("old")

@@ -176,7 +176,7 @@ def test_any_override_is_accepted_or_a_clear_error(pairs):
 def test_a_failed_atomic_write_leaves_the_old_file(content, fail_at):
     import os
 
-    from pipeline import files
+    from pipeline.core import files
 
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "file.bin"

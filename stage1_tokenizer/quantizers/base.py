@@ -1,8 +1,10 @@
-"""The quantizer contract shared by every member of the VQ-VAE family.
+"""The quantizer contract shared by every member of the VQ-VAE family, and the base class that keeps it.
 
 A quantizer maps encoder features ``z`` of shape ``[B, D, H, W]`` to a :class:`QuantizerOutput`
-and can turn integer codes back into the features they stand for (``decode_codes``).
-Concrete quantizers live one per file next to this one and register themselves by config name.
+and can turn integer codes back into the features they stand for (``decode_codes``). The base class owns that
+wrapping (fp32 whatever the autocast, the channels-last layout, usage counting over the epoch, the perplexity);
+a concrete quantizer implements only its maths on flat vectors: ``quantize(x [N, D]) -> Quantized`` and
+``dequantize(codes [N, C]) -> [N, D]``. They live one per file next to this one and register by config name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,22 @@ class QuantizerOutput:
 
     z_q: torch.Tensor
     codes: torch.Tensor
+    loss: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Quantized:
+    """What a quantizer's own maths returns for flat vectors ``x [N, D]``.
+
+    z_q:     ``[N, D]`` quantized vectors carrying the method's gradient;
+    indices: ``[N, C]`` integer codes, one per code channel;
+    loss:    scalar, already weighted;
+    stats:   detached scalars worth logging (the base class adds the perplexity).
+    """
+
+    z_q: torch.Tensor
+    indices: torch.Tensor
     loss: torch.Tensor
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -140,15 +158,40 @@ def grouped_nearest_code(x: torch.Tensor, codebooks: torch.Tensor, max_elements:
 
 
 class Quantizer(nn.Module):
-    """Base class: usage statistics accumulated over an epoch and reduced across processes.
+    """Base class: ``forward`` and ``decode_codes`` around a subclass's ``quantize`` and ``dequantize``.
 
-    Subclasses implement ``forward`` and ``decode_codes`` and set ``codebook_sizes``. They call
-    :meth:`record_usage` with the codes of each training batch; :meth:`epoch_stats` turns the
-    accumulated counts into perplexity, usage fraction and dead codes for the whole epoch.
+    Subclasses set ``embed_dim`` and ``codebook_sizes`` (one vocabulary per code channel, all equal) and call
+    :meth:`_init_usage`. The codes of each training batch are counted; :meth:`epoch_stats` turns the counts into
+    perplexity, usage fraction and dead codes for the whole epoch, summed over processes under DDP.
     """
 
     registry_name: ClassVar[str] = ""
     codebook_sizes: list[int]
+    embed_dim: int
+
+    def quantize(self, x: torch.Tensor) -> Quantized:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        with full_precision(z):  # distances, logits and code maths in fp32 (low precision picks wrong codes)
+            z_last = to_channels_last(z).float()
+            out = self.quantize(z_last.reshape(-1, self.embed_dim))
+        grid = z_last.shape[:-1]
+        codes = out.indices.reshape(*grid, -1)
+        if self.training:
+            self.record_usage(codes)
+        stats = {**out.stats, "perplexity": channel_perplexity(codes, self.codebook_sizes[0])}
+        z_q = to_channels_first(out.z_q.reshape(*grid, self.embed_dim)).to(z.dtype)
+        return QuantizerOutput(z_q, codes, out.loss, stats)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [B, H, W, C]`` -> the ``z_q [B, D, H, W]`` they stand for (exactly ``forward``'s in eval)."""
+        with full_precision(codes):
+            z_q = self.dequantize(codes.reshape(-1, codes.shape[-1]))
+        return to_channels_first(z_q.reshape(*codes.shape[:-1], self.embed_dim))
 
     def _init_usage(self) -> None:
         total = sum(self.codebook_sizes)
@@ -208,11 +251,6 @@ class Quantizer(nn.Module):
     def bind_image_geometry(self, positions: int, pixels: int) -> None:
         """Code positions and pixel values per image; a quantizer whose loss is a per-image sum (sq) uses it."""
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 def batch_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:

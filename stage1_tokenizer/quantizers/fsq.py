@@ -18,17 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    linear_fp32,
-    register_quantizer,
-    straight_through,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
 
 
 @dataclass
@@ -71,28 +61,18 @@ class FiniteScalarQuantizer(Quantizer):
     def bound(self, x: torch.Tensor) -> torch.Tensor:
         return self.half_range * torch.tanh(x + self.shift) - self.offset
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            if self.project_in is not None:
-                x = linear_fp32(self.project_in, x)
-            bounded = self.bound(x)
-            integers = torch.round(bounded)
-            quantized = straight_through(bounded, integers) / self.half_width
-            out = quantized if self.project_out is None else linear_fp32(self.project_out, quantized)
-            indices = ((integers + self.half_width).long() * self.radix).sum(-1)
+    def _project_out(self, quantized: torch.Tensor) -> torch.Tensor:
+        return quantized if self.project_out is None else linear_fp32(self.project_out, quantized)
 
-        codes = indices.view(*z_last.shape[:-1], 1)
-        if self.training:
-            self.record_usage(codes)
-        stats = {"perplexity": batch_perplexity(indices, self.codebook_sizes[0])}
-        z_q = out.view(*z_last.shape[:-1], self.embed_dim)
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, z.new_zeros((), dtype=torch.float32), stats)
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        if self.project_in is not None:
+            x = linear_fp32(self.project_in, x)
+        bounded = self.bound(x)
+        integers = torch.round(bounded)
+        quantized = straight_through(bounded, integers) / self.half_width
+        indices = ((integers + self.half_width).long() * self.radix).sum(-1, keepdim=True)
+        return Quantized(self._project_out(quantized), indices, x.new_zeros(()))  # no loss: nothing to learn
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        with full_precision(codes):
-            digits = (codes.reshape(-1, 1) // self.radix) % self.levels.long()
-            quantized = (digits.float() - self.half_width) / self.half_width
-            out = quantized if self.project_out is None else linear_fp32(self.project_out, quantized)
-        return to_channels_first(out.view(*codes.shape[:-1], self.embed_dim))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        digits = (codes // self.radix) % self.levels.long()
+        return self._project_out((digits.float() - self.half_width) / self.half_width)

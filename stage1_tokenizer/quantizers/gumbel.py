@@ -21,16 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    linear_fp32,
-    register_quantizer,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, linear_fp32, register_quantizer
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
@@ -76,36 +67,23 @@ class GumbelQuantizer(RunSchedule, Quantizer):
             return c.kl_weight
         return interpolate(0.0, c.kl_weight, self.progress(0, c.kl_ramp_fraction), "cosine")
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            logits = linear_fp32(self.to_logits, z_last.reshape(-1, self.embed_dim))
-            log_probs = F.log_softmax(logits, dim=-1)
-            codebook = self.codebook.weight.float()
-            tau, kl_weight = self.temperature(), self.kl_weight()
-            if self.training:
-                sample = F.gumbel_softmax(logits, tau=tau, hard=self.config.hard, dim=-1)
-                indices = sample.argmax(-1)
-                z_q = sample @ codebook
-                self.step += 1
-            else:
-                indices = logits.argmax(-1)
-                z_q = F.embedding(indices, codebook)
-            # KL(q || uniform) = sum_k q_k log q_k + log K, per position.
-            kl = (log_probs.exp() * log_probs).sum(-1).mean() + math.log(self.config.codebook_size)
-            loss = kl_weight * kl
-
-        codes = indices.view(*z_last.shape[:-1], 1)
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        logits = linear_fp32(self.to_logits, x)
+        log_probs = F.log_softmax(logits, dim=-1)
+        codebook = self.codebook.weight.float()
+        tau, kl_weight = self.temperature(), self.kl_weight()
         if self.training:
-            self.record_usage(codes)
-        stats = {
-            "kl": kl.detach(),
-            "temperature": torch.tensor(tau),
-            "kl_weight": torch.tensor(kl_weight),
-            "perplexity": batch_perplexity(indices, self.config.codebook_size),
-        }
-        z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+            sample = F.gumbel_softmax(logits, tau=tau, hard=self.config.hard, dim=-1)
+            indices = sample.argmax(-1)
+            z_q = sample @ codebook
+            self.step += 1
+        else:
+            indices = logits.argmax(-1)
+            z_q = F.embedding(indices, codebook)
+        # KL(q || uniform) = sum_k q_k log q_k + log K, per position.
+        kl = (log_probs.exp() * log_probs).sum(-1).mean() + math.log(self.config.codebook_size)
+        stats = {"kl": kl.detach(), "temperature": torch.tensor(tau), "kl_weight": torch.tensor(kl_weight)}
+        return Quantized(z_q, indices[:, None], kl_weight * kl, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_channels_first(F.embedding(codes[..., 0], self.codebook.weight.float()))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.embedding(codes[:, 0], self.codebook.weight.float())

@@ -26,17 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    linear_fp32,
-    register_quantizer,
-    straight_through,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
 
 
 MAX_BITS = 20
@@ -93,41 +83,26 @@ class LookupFreeQuantizer(Quantizer):
         self.register_buffer("powers", 2 ** torch.arange(config.bits, dtype=torch.long), persistent=False)
         self._init_usage()
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def _project_out(self, signs: torch.Tensor) -> torch.Tensor:
+        return signs if self.project_out is None else linear_fp32(self.project_out, signs)
+
+    def quantize(self, x: torch.Tensor) -> Quantized:
         c = self.config
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            if self.project_in is not None:
-                x = linear_fp32(self.project_in, x)
-            positive = x > 0
-            signs = positive.float() * 2.0 - 1.0
-            indices = (positive.long() * self.powers).sum(-1)
+        if self.project_in is not None:
+            x = linear_fp32(self.project_in, x)
+        positive = x > 0
+        signs = positive.float() * 2.0 - 1.0
+        indices = (positive.long() * self.powers).sum(-1, keepdim=True)
 
-            commitment = F.mse_loss(x, signs)
-            loss = c.commitment_weight * commitment
-            if c.entropy_weight > 0:
-                sample_entropy, codebook_entropy = lfq_entropies(x, c.entropy_temperature)
-                penalty = c.sample_entropy_weight * sample_entropy - c.codebook_entropy_weight * codebook_entropy
-                loss = loss + c.entropy_weight * penalty
-            passed = straight_through(x, signs)
-            out = passed if self.project_out is None else linear_fp32(self.project_out, passed)
-
-        codes = indices.view(*z_last.shape[:-1], 1)
-        if self.training:
-            self.record_usage(codes)
-        stats = {
-            "commitment_loss": commitment.detach(),
-            "perplexity": batch_perplexity(indices, self.codebook_sizes[0]),
-        }
+        commitment = F.mse_loss(x, signs)
+        loss = c.commitment_weight * commitment
+        stats = {"commitment_loss": commitment.detach()}
         if c.entropy_weight > 0:
-            stats["sample_entropy"] = sample_entropy.detach()
-            stats["codebook_entropy"] = codebook_entropy.detach()
-        z_q = out.view(*z_last.shape[:-1], self.embed_dim)
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+            sample_entropy, codebook_entropy = lfq_entropies(x, c.entropy_temperature)
+            penalty = c.sample_entropy_weight * sample_entropy - c.codebook_entropy_weight * codebook_entropy
+            loss = loss + c.entropy_weight * penalty
+            stats.update(sample_entropy=sample_entropy.detach(), codebook_entropy=codebook_entropy.detach())
+        return Quantized(self._project_out(straight_through(x, signs)), indices, loss, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        with full_precision(codes):
-            signs = ((codes.reshape(-1, 1) // self.powers) % 2).float() * 2.0 - 1.0
-            out = signs if self.project_out is None else linear_fp32(self.project_out, signs)
-        return to_channels_first(out.view(*codes.shape[:-1], self.embed_dim))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._project_out(((codes // self.powers) % 2).float() * 2.0 - 1.0)

@@ -12,16 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    channel_perplexity,
-    full_precision,
-    register_quantizer,
-    straight_through,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, register_quantizer, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
 
 
@@ -59,34 +50,19 @@ class ProductQuantizer(Quantizer):
         )
         self._init_usage()
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        groups = self.config.groups
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            grouped = x.view(-1, groups, self.group_dim).transpose(0, 1)  # [g, N, D/g]
-            indices, quantized = self.codebook(grouped)
-            codebook_loss, commitment_loss = vq_loss_terms(grouped, quantized)
-            loss = self.config.beta * commitment_loss
-            if not self.config.ema:
-                loss = loss + codebook_loss
-            joined = quantized.transpose(0, 1).reshape(-1, self.embed_dim)
-            z_q = straight_through(x, joined).view(*z_last.shape[:-1], self.embed_dim)
-
-        codes = indices.t().reshape(*z_last.shape[:-1], groups)
-        if self.training:
-            self.record_usage(codes)
-        stats = {
-            "codebook_loss": codebook_loss.detach(),
-            "commitment_loss": commitment_loss.detach(),
-            "perplexity": channel_perplexity(codes, self.config.codebook_size),
-        }
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        grouped = x.view(-1, self.config.groups, self.group_dim).transpose(0, 1)  # [g, N, D/g]
+        indices, quantized = self.codebook(grouped)
+        codebook_loss, commitment_loss = vq_loss_terms(grouped, quantized)
+        loss = self.config.beta * commitment_loss
+        if not self.config.ema:
+            loss = loss + codebook_loss
+        joined = quantized.transpose(0, 1).reshape(-1, self.embed_dim)
+        stats = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach()}
         if self.config.restart:
             stats["restarted_codes"] = torch.tensor(float(self.codebook.restarted_last_step))
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+        return Quantized(straight_through(x, joined), indices.t(), loss, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        with full_precision(codes):
-            quantized = self.codebook.embed(codes.reshape(-1, self.config.groups).t())  # [g, N, D/g]
-            joined = quantized.transpose(0, 1).reshape(*codes.shape[:-1], self.embed_dim)
-        return to_channels_first(joined)
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        quantized = self.codebook.embed(codes.t())  # [g, N, D/g]
+        return quantized.transpose(0, 1).reshape(-1, self.embed_dim)

@@ -17,16 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    channel_perplexity,
-    full_precision,
-    register_quantizer,
-    straight_through,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, register_quantizer, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
 
 
@@ -66,44 +57,37 @@ class ResidualVectorQuantizer(Quantizer):
         )
         self._init_usage()
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            residual = x
-            level_vectors, level_indices = [], []
-            loss = x.new_zeros(())
-            commitment_total = x.new_zeros(())
-            for level in self.levels:  # a loop over the few levels; each lookup is vectorised over positions
-                indices, quantized = level(residual[None])
-                indices, quantized = indices[0], quantized[0]
-                codebook_loss, commitment_loss = vq_loss_terms(residual, quantized)
-                loss = loss + self.config.beta * commitment_loss
-                if not self.config.ema:
-                    loss = loss + codebook_loss
-                commitment_total = commitment_total + commitment_loss.detach()
-                level_vectors.append(quantized)
-                level_indices.append(indices)
-                # The next level sees the residual with this level's code held constant, so each level's
-                # commitment term pulls the encoder toward the codes of all levels up to it.
-                residual = residual - quantized.detach()
+    def forward(self, z: torch.Tensor):
+        self._batch = z.shape[0]  # quantizer dropout draws one depth per image
+        return super().forward(z)
 
-            stacked = torch.stack(level_vectors)  # [depth, N, D]
-            if self.training and self.config.quantizer_dropout > 0:
-                stacked = stacked * self._dropout_mask(z_last.shape[0], z_last.shape[1] * z_last.shape[2], x.device)
-            z_q = straight_through(x, stacked.sum(0)).view(*z_last.shape[:-1], self.embed_dim)
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        residual = x
+        level_vectors, level_indices = [], []
+        loss = x.new_zeros(())
+        commitment_total = x.new_zeros(())
+        for level in self.levels:  # a loop over the few levels; each lookup is vectorised over positions
+            indices, quantized = level(residual[None])
+            indices, quantized = indices[0], quantized[0]
+            codebook_loss, commitment_loss = vq_loss_terms(residual, quantized)
+            loss = loss + self.config.beta * commitment_loss
+            if not self.config.ema:
+                loss = loss + codebook_loss
+            commitment_total = commitment_total + commitment_loss.detach()
+            level_vectors.append(quantized)
+            level_indices.append(indices)
+            # The next level sees the residual with this level's code held constant, so each level's
+            # commitment term pulls the encoder toward the codes of all levels up to it.
+            residual = residual - quantized.detach()
 
-        codes = torch.stack(level_indices, dim=-1).view(*z_last.shape[:-1], self.config.depth)
-        if self.training:
-            self.record_usage(codes)
-        stats = {
-            "commitment_loss": commitment_total / self.config.depth,
-            "residual_norm": residual.detach().norm(dim=-1).mean(),
-            "perplexity": channel_perplexity(codes, self.config.codebook_size),
-        }
+        stacked = torch.stack(level_vectors)  # [depth, N, D]
+        if self.training and self.config.quantizer_dropout > 0:
+            stacked = stacked * self._dropout_mask(self._batch, x.shape[0] // self._batch, x.device)
+        stats = {"commitment_loss": commitment_total / self.config.depth,
+                 "residual_norm": residual.detach().norm(dim=-1).mean()}
         if self.config.restart:
             stats["restarted_codes"] = torch.tensor(float(sum(level.restarted_last_step for level in self.levels)))
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+        return Quantized(straight_through(x, stacked.sum(0)), torch.stack(level_indices, dim=-1), loss, stats)
 
     def _dropout_mask(self, batch: int, positions: int, device: torch.device) -> torch.Tensor:
         """``[depth, B * positions, 1]``: level ``l`` is kept for an image when ``l`` is below the image's depth."""
@@ -114,8 +98,5 @@ class ResidualVectorQuantizer(Quantizer):
         keep = torch.arange(depth, device=device)[:, None] < image_depth[None, :]  # [depth, B]
         return keep.repeat_interleave(positions, dim=1).unsqueeze(-1).float()
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        with full_precision(codes):
-            flat = codes.reshape(-1, self.config.depth)
-            total = sum(level.embed(flat[None, :, i])[0] for i, level in enumerate(self.levels))
-        return to_channels_first(total.view(*codes.shape[:-1], self.embed_dim))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return sum(level.embed(codes[None, :, i])[0] for i, level in enumerate(self.levels))

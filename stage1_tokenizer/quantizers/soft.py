@@ -21,17 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    nearest_code,
-    register_quantizer,
-    squared_distances,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, nearest_code, register_quantizer, squared_distances
 from .codebook import vq_loss_terms
 from .kmeans import kmeans
 from .schedules import RunSchedule, check_schedule, interpolate
@@ -79,39 +69,27 @@ class SoftQuantizer(RunSchedule, Quantizer):
         return interpolate(c.temperature, c.temperature_end, self.progress(c.anneal_steps, c.anneal_fraction),
                            c.schedule)
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            if self.training and not bool(self.initialized):
-                with torch.no_grad():  # identical on every process: kmeans reduces and broadcasts
-                    centroids, _ = kmeans(x.detach()[None], self.config.codebook_size, self.config.kmeans_iters)
-                    self.codebook.weight.copy_(centroids[0])
-                    self.initialized.fill_(True)
-            codebook = self.codebook.weight.float()
-            tau = self.temperature()
-            if self.training:
-                distances = squared_distances(x, codebook)  # the whole matrix: the softmax needs every code
-                indices = distances.argmin(-1)
-                z_q = F.softmax(-distances / tau, dim=-1) @ codebook
-                self.step += 1
-            else:
-                indices = nearest_code(x, codebook)
-                z_q = F.embedding(indices, codebook)
-            codebook_loss, commitment_loss = vq_loss_terms(x, F.embedding(indices, codebook))
-            loss = codebook_loss + self.config.beta * commitment_loss
-
-        codes = indices.view(*z_last.shape[:-1], 1)
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        if self.training and not bool(self.initialized):
+            with torch.no_grad():  # identical on every process: kmeans reduces and broadcasts
+                centroids, _ = kmeans(x.detach()[None], self.config.codebook_size, self.config.kmeans_iters)
+                self.codebook.weight.copy_(centroids[0])
+                self.initialized.fill_(True)
+        codebook = self.codebook.weight.float()
+        tau = self.temperature()
         if self.training:
-            self.record_usage(codes)
-        stats = {
-            "codebook_loss": codebook_loss.detach(),
-            "commitment_loss": commitment_loss.detach(),
-            "perplexity": batch_perplexity(indices, self.config.codebook_size),
-            "temperature": torch.tensor(tau),
-        }
-        z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+            distances = squared_distances(x, codebook)  # the whole matrix: the softmax needs every code
+            indices = distances.argmin(-1)
+            z_q = F.softmax(-distances / tau, dim=-1) @ codebook
+            self.step += 1
+        else:
+            indices = nearest_code(x, codebook)
+            z_q = F.embedding(indices, codebook)
+        codebook_loss, commitment_loss = vq_loss_terms(x, F.embedding(indices, codebook))
+        loss = codebook_loss + self.config.beta * commitment_loss
+        stats = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach(),
+                 "temperature": torch.tensor(tau)}
+        return Quantized(z_q, indices[:, None], loss, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_channels_first(F.embedding(codes[..., 0], self.codebook.weight.float()))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.embedding(codes[:, 0], self.codebook.weight.float())

@@ -32,16 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    register_quantizer,
-    squared_distances,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, register_quantizer, squared_distances
 from .distributed import broadcast_from_first_
 from .kmeans import kmeans
 from .schedules import RunSchedule, check_schedule, interpolate
@@ -106,41 +97,28 @@ class StochasticQuantizer(RunSchedule, Quantizer):
         c = self.config
         return interpolate(c.tau_start, c.tau_end, self.progress(c.anneal_steps, c.anneal_fraction), c.schedule)
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = z_last.reshape(-1, self.embed_dim)
-            if self.training and not bool(self.initialized):
-                self._init_from_batch(x.detach())
-            codebook = self.codebook.weight.float()
-            variance = self.variance()
-            logits = -squared_distances(x, codebook) / (2.0 * variance)
-            log_probs = F.log_softmax(logits, dim=-1)
-            tau = self.temperature()
-            if self.training:
-                assignment = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
-                indices = assignment.argmax(-1)
-                z_q = assignment @ codebook
-                self.step += 1
-            else:
-                indices = logits.argmax(-1)  # the nearest code
-                z_q = F.embedding(indices, codebook)
-            continuous_kl = (x - z_q).pow(2).sum(-1).mean() / (2.0 * variance)
-            discrete_kl = (log_probs.exp() * log_probs).sum(-1).mean()  # - entropy of P(k | z)
-            loss = self.config.loss_weight * self.positions_per_pixel * (continuous_kl + discrete_kl)
-
-        codes = indices.view(*z_last.shape[:-1], 1)
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        if self.training and not bool(self.initialized):
+            self._init_from_batch(x.detach())
+        codebook = self.codebook.weight.float()
+        variance = self.variance()
+        logits = -squared_distances(x, codebook) / (2.0 * variance)
+        log_probs = F.log_softmax(logits, dim=-1)
+        tau = self.temperature()
         if self.training:
-            self.record_usage(codes)
-        stats = {
-            "continuous_kl": continuous_kl.detach(),
-            "discrete_kl": discrete_kl.detach(),
-            "variance": variance.detach(),
-            "temperature": torch.tensor(tau),
-            "perplexity": batch_perplexity(indices, self.config.codebook_size),
-        }
-        z_q = z_q.view(*z_last.shape[:-1], self.embed_dim)
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+            assignment = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
+            indices = assignment.argmax(-1)
+            z_q = assignment @ codebook
+            self.step += 1
+        else:
+            indices = logits.argmax(-1)  # the nearest code
+            z_q = F.embedding(indices, codebook)
+        continuous_kl = (x - z_q).pow(2).sum(-1).mean() / (2.0 * variance)
+        discrete_kl = (log_probs.exp() * log_probs).sum(-1).mean()  # - entropy of P(k | z)
+        loss = self.config.loss_weight * self.positions_per_pixel * (continuous_kl + discrete_kl)
+        stats = {"continuous_kl": continuous_kl.detach(), "discrete_kl": discrete_kl.detach(),
+                 "variance": variance.detach(), "temperature": torch.tensor(tau)}
+        return Quantized(z_q, indices[:, None], loss, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_channels_first(F.embedding(codes[..., 0], self.codebook.weight.float()))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.embedding(codes[:, 0], self.codebook.weight.float())

@@ -17,17 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Quantizer,
-    QuantizerOutput,
-    batch_perplexity,
-    full_precision,
-    linear_fp32,
-    register_quantizer,
-    straight_through,
-    to_channels_first,
-    to_channels_last,
-)
+from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
 from .rotation import rotate_onto_codes
 
@@ -77,41 +67,27 @@ class VectorQuantizer(Quantizer):
     def _from_lookup_space(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.project_out is None else linear_fp32(self.project_out, x)
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        with full_precision(z):
-            z_last = to_channels_last(z).float()
-            x = self._to_lookup_space(z_last.reshape(-1, self.embed_dim))
-            indices, quantized = self.codebook(x[None])
-            indices, quantized = indices[0], quantized[0]
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        x = self._to_lookup_space(x)
+        indices, quantized = self.codebook(x[None])
+        indices, quantized = indices[0], quantized[0]
 
-            # The codebook term moves the codes toward the encoder outputs; the commitment term (weighted by beta)
-            # keeps the encoder close to its codes. Each term stops the gradient of the other side. EMA codes learn
-            # from their running averages instead, so they take only the commitment term.
-            codebook_loss, commitment_loss = vq_loss_terms(x, quantized)
-            loss = self.config.beta * commitment_loss
-            if not self.uses_ema:
-                loss = loss + codebook_loss
+        # The codebook term moves the codes toward the encoder outputs; the commitment term (weighted by beta)
+        # keeps the encoder close to its codes. Each term stops the gradient of the other side. EMA codes learn
+        # from their running averages instead, so they take only the commitment term.
+        codebook_loss, commitment_loss = vq_loss_terms(x, quantized)
+        loss = self.config.beta * commitment_loss
+        if not self.uses_ema:
+            loss = loss + codebook_loss
 
-            if self.config.rotation_trick and torch.is_grad_enabled():
-                passed = rotate_onto_codes(x, quantized)
-            else:
-                passed = straight_through(x, quantized)
-            z_q = self._from_lookup_space(passed).view(*z_last.shape[:-1], self.embed_dim)
-
-        codes = indices.view(*z_last.shape[:-1], 1)
-        if self.training:
-            self.record_usage(codes)
-        stats = {
-            "codebook_loss": codebook_loss.detach(),
-            "commitment_loss": commitment_loss.detach(),
-            "perplexity": batch_perplexity(indices, self.config.codebook_size),
-        }
+        if self.config.rotation_trick and torch.is_grad_enabled():
+            passed = rotate_onto_codes(x, quantized)
+        else:
+            passed = straight_through(x, quantized)
+        stats = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach()}
         if self.config.restart:
             stats["restarted_codes"] = torch.tensor(float(self.codebook.restarted_last_step))
-        return QuantizerOutput(to_channels_first(z_q).to(z.dtype), codes, loss, stats)
+        return Quantized(self._from_lookup_space(passed), indices[:, None], loss, stats)
 
-    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        with full_precision(codes):
-            quantized = self.codebook.embed(codes[..., 0].reshape(1, -1))[0]
-            z_q = self._from_lookup_space(quantized)
-        return to_channels_first(z_q.view(*codes.shape[:-1], self.embed_dim))
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._from_lookup_space(self.codebook.embed(codes[:, 0][None])[0])
