@@ -33,8 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, register_quantizer, squared_distances
-from .distributed import broadcast_from_first_
-from .kmeans import kmeans
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
@@ -43,10 +41,6 @@ class SQConfig:
     codebook_size: int = 512
     init_variance: float = 10.0  # initial exp(param) of s^2 = floor + exp(param); the authors' start for 64-d codes
     variance_floor: float = 1.0  # the authors' gaussian_1: s^2 = exp(0) + exp(param)
-    # Codes start as k-means centroids of the first training batch and exp(param) as their per-dimension squared
-    # error, so the posterior starts as sharp as the encoder's own scale allows (replaces init_variance).
-    kmeans_init: bool = False
-    kmeans_iters: int = 10
     tau_start: float = 1.0  # Gumbel-softmax temperature of the stochastic assignment
     tau_end: float = 0.15  # where the authors' exp(-1e-5 step) decay stands after their 100 epochs
     anneal_fraction: float = 1.0  # share of the run from tau_start to tau_end
@@ -75,17 +69,7 @@ class StochasticQuantizer(RunSchedule, Quantizer):
         self.log_param = nn.Parameter(torch.tensor(math.log(config.init_variance)))
         self.positions_per_pixel = 1.0  # set by the tokenizer: the latent sum is per image, like the pixels' sum
         self._init_schedule()
-        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))  # saved: a resume keeps its init
         self._init_usage()
-
-    @torch.no_grad()
-    def _init_from_batch(self, x: torch.Tensor) -> None:
-        centroids, _ = kmeans(x[None], self.config.codebook_size, self.config.kmeans_iters)  # reduced under DDP
-        self.codebook.weight.copy_(centroids[0])
-        error = squared_distances(x, centroids[0]).min(-1).values.mean() / self.embed_dim
-        error = broadcast_from_first_(error.reshape(1))[0]  # one figure on every process
-        self.log_param.copy_(error.clamp_min(1e-8).log())
-        self.initialized.fill_(True)
 
     def bind_image_geometry(self, positions: int, pixels: int) -> None:
         self.positions_per_pixel = positions / pixels
@@ -98,8 +82,6 @@ class StochasticQuantizer(RunSchedule, Quantizer):
         return interpolate(c.tau_start, c.tau_end, self.progress(c.anneal_steps, c.anneal_fraction), c.schedule)
 
     def quantize(self, x: torch.Tensor) -> Quantized:
-        if self.training and not bool(self.initialized):
-            self._init_from_batch(x.detach())
         codebook = self.codebook.weight.float()
         variance = self.variance()
         logits = -squared_distances(x, codebook) / (2.0 * variance)
