@@ -18,40 +18,26 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from .config import PriorConfig, SampleControls
+from .base import Prior
 from .sampling import Guidance, draw, logits_warpers
 
 
-class GPTPrior(nn.Module):
+class GPTPrior(Prior):
     def __init__(self, config: PriorConfig):
-        super().__init__()
-        if config.grid is None or config.codebook_sizes is None:
-            raise ValueError("PriorConfig.grid and codebook_sizes must be filled from the code dataset")
-        self.config = config
-        height, width = config.grid
-        sizes = config.codebook_sizes
-        self.n_channels = len(sizes)
-        self.seq_len = height * width * self.n_channels
-        self.code_vocab = sum(sizes)
-        self.null_token = self.code_vocab + config.num_classes
+        super().__init__(config)
+        self.null_token = self.code_vocab + self.null_class  # class c is token code_vocab + c
         context_sizes = config.context_codebook_sizes or []
         self.context_len = (math.prod(config.context_grid) * len(context_sizes)) if config.context_level else 0
         context_offsets = self.null_token + 1 + torch.tensor([0] + context_sizes[:-1]).cumsum(0)
         self.register_buffer("context_offsets", context_offsets[: len(context_sizes)], persistent=False)
         total_vocab = self.null_token + 1 + sum(context_sizes)
-        offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
-        self.register_buffer("offsets", offsets, persistent=False)
-        # bias[c] is 0 on channel c's slice of the vocabulary and -inf elsewhere (condition tokens included).
-        bias = torch.full((self.n_channels, total_vocab), float("-inf"))
-        for channel, (start, size) in enumerate(zip(offsets.tolist(), sizes)):
-            bias[channel, start : start + size] = 0.0
-        self.register_buffer("channel_bias", bias, persistent=False)
-        positions = torch.arange(self.seq_len) % self.n_channels
-        self.register_buffer("position_bias", bias[positions], persistent=False)  # [L, V]
+        # Code tokens may only be predicted inside their channel's slice (never a condition or context token).
+        self.register_buffer("channel_bias", self.vocabulary_slices(total_vocab), persistent=False)
+        self.register_buffer("position_bias", self.token_slices(total_vocab), persistent=False)  # [L, V]
 
         g = config.gpt
         gpt_config = GPT2Config(
@@ -72,21 +58,9 @@ class GPTPrior(nn.Module):
         hf_logging.set_verbosity(verbosity)
 
     # --- shapes ------------------------------------------------------------------------------------------------
-    def to_tokens(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, H, W, C]`` codes -> ``[B, L]`` tokens in the joint vocabulary."""
-        return (codes + self.offsets).flatten(1)
-
-    def to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
-        height, width = self.config.grid
-        return tokens.view(-1, height, width, self.n_channels) - self.offsets
-
-    def condition_tokens(self, labels: Optional[torch.Tensor], n: int, device) -> torch.Tensor:
-        if labels is None or self.config.num_classes == 0:
-            return torch.full((n, 1), self.null_token, dtype=torch.long, device=device)
-        labels = labels.to(device).long()
-        if labels.min() < 0 or labels.max() >= self.config.num_classes:
-            raise ValueError(f"labels must lie in [0, {self.config.num_classes}), got {labels.min()}..{labels.max()}")
-        return (self.code_vocab + labels).view(n, 1)
+    def condition_tokens(self, labels: Optional[torch.Tensor], n: int, device, drop: bool = False) -> torch.Tensor:
+        """``[n, 1]``: the class token of each item (the null token where it has no class)."""
+        return (self.code_vocab + self.classes(labels, n, device, drop)).view(n, 1)
 
     def prefix(self, cond: torch.Tensor, context: Optional[torch.Tensor]) -> torch.Tensor:
         """Condition token, then the context level's tokens when the prior is conditioned on one."""
@@ -101,13 +75,7 @@ class GPTPrior(nn.Module):
              context: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean negative log-likelihood per code, in nats."""
         tokens = self.to_tokens(codes)
-        if labels is not None and self.training and self.config.label_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.label_dropout
-            labels = torch.where(drop, -1, labels)
-        cond = self.condition_tokens(None, tokens.shape[0], tokens.device)
-        if labels is not None and self.config.num_classes:
-            has_label = labels >= 0
-            cond = torch.where(has_label[:, None], self.code_vocab + labels.clamp_min(0)[:, None], cond)
+        cond = self.condition_tokens(labels, tokens.shape[0], tokens.device, drop=self.training)
         prefix = self.prefix(cond, context)
         inputs = torch.cat([prefix, tokens[:, :-1]], dim=1)
         logits = self.model(input_ids=inputs).logits[:, prefix.shape[1] - 1 :].float() + self.position_bias

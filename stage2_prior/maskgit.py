@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PriorConfig, SampleControls
-from .sampling import (Guidance, condition_classes, draw, gumbel_noise, logits_warpers, mask_fraction,
+from .base import Prior
+from .sampling import (Guidance, draw, gumbel_noise, logits_warpers, mask_fraction,
                        masked_counts, uniform, warp)
 
 EVAL_RATIOS = 8  # eval-mode loss: the mean over this many masking ratios spread over the schedule
@@ -52,25 +53,12 @@ def random_mask(ratios: torch.Tensor, length: int, schedule: str,
     return ranks < counts[:, None]
 
 
-class MaskGITPrior(nn.Module):
+class MaskGITPrior(Prior):
     def __init__(self, config: PriorConfig):
-        super().__init__()
-        if config.grid is None or config.codebook_sizes is None:
-            raise ValueError("PriorConfig.grid and codebook_sizes must be filled from the code dataset")
-        self.config = config
-        height, width = config.grid
-        sizes = config.codebook_sizes
-        self.n_channels = len(sizes)
-        self.seq_len = height * width * self.n_channels
-        self.code_vocab = sum(sizes)
+        super().__init__(config)
         self.mask_token = self.code_vocab
-        self.null_class = config.num_classes
-        self.register_buffer("offsets", torch.tensor([0] + sizes[:-1]).cumsum(0), persistent=False)
         # position_bias[t] is 0 on the vocabulary slice of token t's channel and -inf elsewhere.
-        bias = torch.full((self.n_channels, self.code_vocab), float("-inf"))
-        for channel, (start, size) in enumerate(zip(self.offsets.tolist(), sizes)):
-            bias[channel, start : start + size] = 0.0
-        self.register_buffer("position_bias", bias[torch.arange(self.seq_len) % self.n_channels], persistent=False)
+        self.register_buffer("position_bias", self.token_slices(self.code_vocab), persistent=False)
 
         m = config.maskgit
         self.token_embedding = nn.Embedding(self.code_vocab + 1, m.n_embd)  # + [MASK]
@@ -84,15 +72,6 @@ class MaskGITPrior(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, m.n_layer, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(m.n_embd)
         self.head = nn.Linear(m.n_embd, self.code_vocab)
-
-    # --- shapes ------------------------------------------------------------------------------------------------
-    def to_tokens(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, H, W, C]`` codes -> ``[B, L]`` tokens in the joint vocabulary."""
-        return (codes.long() + self.offsets).flatten(1)
-
-    def to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
-        height, width = self.config.grid
-        return tokens.view(-1, height, width, self.n_channels) - self.offsets
 
     # --- the network -------------------------------------------------------------------------------------------
     def raw_logits(self, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -115,10 +94,10 @@ class MaskGITPrior(nn.Module):
         batch, device = tokens.shape[0], tokens.device
         schedule = self.config.maskgit.train_schedule
         if self.training:
-            classes = condition_classes(labels, self.config.num_classes, batch, device, self.config.label_dropout)
+            classes = self.classes(labels, batch, device, drop=True)
             mask = random_mask(torch.rand(batch, device=device), self.seq_len, schedule)
             return self.masked_loss(tokens, mask, classes)
-        classes = condition_classes(labels, self.config.num_classes, batch, device)
+        classes = self.classes(labels, batch, device)
         generator = torch.Generator(device=device).manual_seed(EVAL_MASK_SEED)
         losses = []
         for k in range(EVAL_RATIOS):
@@ -150,7 +129,7 @@ class MaskGITPrior(nn.Module):
         controls = controls or SampleControls()
         device = self.offsets.device
         warpers = logits_warpers(controls.temperature, controls.top_k, controls.top_p)
-        guidance = Guidance(condition_classes(labels, self.config.num_classes, n, device), self.null_class,
+        guidance = Guidance(self.classes(labels, n, device), self.null_class,
                             controls.cfg_scale)
         tokens = torch.full((n, self.seq_len), self.mask_token, dtype=torch.long, device=device)
         masked = torch.ones_like(tokens, dtype=torch.bool)

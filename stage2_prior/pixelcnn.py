@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PriorConfig, SampleControls
-from .sampling import Guidance, condition_classes, draw, logits_warpers
+from .base import Prior
+from .sampling import Guidance, draw, logits_warpers
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -75,23 +76,13 @@ class GatedBlock(nn.Module):
         return horizontal + self.horizontal_out(gate(h + self.horizontal_class_bias(classes)[:, :, None, None]))
 
 
-class PixelCNNPrior(nn.Module):
+class PixelCNNPrior(Prior):
     def __init__(self, config: PriorConfig):
-        super().__init__()
-        if config.grid is None or config.codebook_sizes is None:
-            raise ValueError("PriorConfig.grid and codebook_sizes must be filled from the code dataset")
-        self.config = config
-        sizes = config.codebook_sizes
-        self.n_channels = len(sizes)
-        self.null_class = config.num_classes
+        super().__init__(config)
         width = config.pixelcnn.channels
-        vocab = sum(sizes)
-        self.register_buffer("offsets", torch.tensor([0] + sizes[:-1]).cumsum(0), persistent=False)
-        # bias[c] is 0 on channel c's slice of the joint vocabulary and -inf elsewhere.
-        bias = torch.full((self.n_channels, vocab), float("-inf"))
-        for channel, (start, size) in enumerate(zip(self.offsets.tolist(), sizes)):
-            bias[channel, start : start + size] = 0.0
-        self.register_buffer("channel_bias", bias, persistent=False)
+        vocab = self.code_vocab
+        # channel_bias[c] is 0 on channel c's slice of the joint vocabulary and -inf elsewhere.
+        self.register_buffer("channel_bias", self.vocabulary_slices(vocab), persistent=False)
 
         self.code_embedding = nn.Embedding(vocab, width)  # a position's input: the sum over its channels
         self.blocks = nn.ModuleList(
@@ -156,8 +147,7 @@ class PixelCNNPrior(nn.Module):
     def loss(self, codes: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean negative log-likelihood per code, in nats (exact)."""
         codes = codes.long()
-        drop = self.config.label_dropout if self.training else 0.0
-        classes = condition_classes(labels, self.config.num_classes, codes.shape[0], codes.device, drop)
+        classes = self.classes(labels, codes.shape[0], codes.device, drop=self.training)
         logits = self.logits(codes, classes)
         return F.cross_entropy(logits.flatten(0, -2), (codes + self.offsets).flatten())
 
@@ -174,7 +164,7 @@ class PixelCNNPrior(nn.Module):
         device = self.offsets.device
         height, width = self.config.grid
         warpers = logits_warpers(controls.temperature, controls.top_k, controls.top_p)
-        guidance = Guidance(condition_classes(labels, self.config.num_classes, n, device), self.null_class,
+        guidance = Guidance(self.classes(labels, n, device), self.null_class,
                             controls.cfg_scale)
         codes = torch.zeros(n, height, width, self.n_channels, dtype=torch.long, device=device)
         for row in range(height):
