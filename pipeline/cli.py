@@ -25,6 +25,20 @@ app.add_typer(prior_app, name="prior")
 app.add_typer(pipeline_app, name="pipeline")
 console = Console(stderr=True)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"vqgen {version('vqgen')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """vqgen: VQ-VAE-family tokenizers, PixelCNN/GPT/MaskGIT priors, sampling and FID reports."""
+
 ConfigOpt = typer.Option([], "--config", "-c", help="YAML config file(s), merged in order.")
 SetOpt = typer.Option([], "--set", help="Override a config key: --set prior.gpt.n_layer=8 (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: run_dir from the config).")

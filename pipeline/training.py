@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ LOG_DIR = "logs"  # Lightning CSV logs: LOG_DIR/version_0/metrics.csv, appended 
 # vqgen owns the checkpoint folder (its fingerprint.json, resume, moving stale ones aside), so Lightning's warning
 # that the folder is not empty says nothing useful on every fresh or resumed run.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Lightning's start-up notes (accelerators found, a logging-service tip, "100% of the batches will be used") and a
+# deprecation inside Lightning itself say nothing a vqgen user can act on; its warnings stay.
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

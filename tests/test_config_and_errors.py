@@ -93,3 +93,12 @@ def test_a_missing_config_file_is_reported_before_torch_or_lightning_is_imported
     first, *rest = done.stdout.splitlines()
     assert first == "2 False False", done.stdout + done.stderr
     assert "missing.yaml does not exist" in "\n".join(rest)
+
+
+def test_version_option():
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("vqgen ")
