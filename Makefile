@@ -19,10 +19,10 @@ quickstart: install
 	$(UV) run --frozen vqgen run configs/quickstart.yaml
 
 test: install
-	$(UV) run --frozen pytest
+	$(UV) run --frozen --group fast-fid pytest
 
 slow: install
-	$(UV) run --frozen pytest -m slow
+	$(UV) run --frozen --group fast-fid pytest -m slow
 
 clean:
 	rm -rf runs .pytest_cache

@@ -4,7 +4,7 @@ Sections (``--only a,c`` picks some):
   a. quantizer forward+backward, ours vs vector-quantize-pytorch (ms/call)
   b. tokenizer training throughput, our VQ-VAE vs the tutorial one-hot VQ (images/s)
   c. sampling 64 images: GPT with/without KV cache, MaskGIT 8/12 steps, PixelCNN (s)
-  d. FID feature extraction, our compute_metrics vs torch_fidelity on PNG folders (images/s)
+  d. FID feature extraction, our exact and fast paths vs torch_fidelity on PNG folders (images/s)
   e. peak memory of the nearest-code search up to K=65536 (MiB)
 
 Also runnable without the CLI: ``uv run --group bench python -m benchmarks.bench --quick``.

@@ -251,9 +251,11 @@ def sample(
     choice_temperature: Optional[float] = typer.Option(None, "--choice-temperature",
                                                        help="MaskGIT Gumbel noise on confidences (annealed)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    npz: Optional[Path] = typer.Option(None, "--npz", help="Also write the samples as an ADM-evaluator .npz "
+                                                           "(arr_0: uint8 [N, H, W, 3])."),
     debug: bool = DebugOpt,
 ):
-    """Sample codes from a prior and decode them: grid.png, png/, codes.safetensors."""
+    """Sample codes from a prior and decode them: grid.png, png/, codes.safetensors (and --npz)."""
     label_value = None if label is None else ("null" if label == "none" else label)
     cfg = _config(configs, sets, run_dir, **{
         "sample.n": n, "prior.arch": arch, "sample.label": label_value, "sample.temperature": temperature,
@@ -262,7 +264,7 @@ def sample(
     from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     steps.sample(cfg, prior or paths.prior(cfg.prior.arch), tokenizer or paths.tokenizer,
-                 out or paths.samples(cfg.prior.arch))
+                 out or paths.samples(cfg.prior.arch), npz=npz)
 
 
 @app.command("fid")
@@ -280,13 +282,17 @@ def fid(
     out: Optional[Path] = typer.Option(None, "--out", help="Report directory (default RUN_DIR/report)."),
     inception_weights: Optional[str] = typer.Option(None, "--inception-weights",
                                                     help="Local Inception weights (else $VQGEN_INCEPTION_WEIGHTS)."),
+    fast: Optional[bool] = typer.Option(
+        None, "--fast/--exact", help="Feature path: int8 (fast; FID within about 1% from ~1,000 images a side; "
+                                     "needs the fast-fid group) or exact (default, torch-fidelity's features)."),
     debug: bool = DebugOpt,
 ):
     """FID/KID/precision/recall between any two image sets (a run's samples and the test split by default), and
     rFID of the tokenizer when the reference is a dataset split."""
     # Either side may be a split name or a path: pipeline.image_sources tells them apart.
     cfg = _config(configs, sets, run_dir, **{"data.name": data, "data.root": data_root, "prior.arch": arch,
-                                            "fid.reference": reference, "fid.inception_weights": inception_weights})
+                                            "fid.reference": reference, "fid.inception_weights": inception_weights,
+                                            "fid.fast": fast})
     from . import steps  # after the config check: it imports torch and Lightning
     paths = steps.RunPaths(cfg.run_dir)
     tok = None if str(tokenizer) == "none" else (tokenizer or paths.tokenizer)

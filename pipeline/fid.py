@@ -1,10 +1,11 @@
-"""FID, KID and precision/recall through torch-fidelity, under one written-down protocol.
+"""FID, KID and precision/recall with torch-fidelity's Inception and metric functions, under one written-down protocol.
 
 Protocol: images go in as uint8 RGB at their native resolution (grayscale repeated to 3 channels);
 torch-fidelity's ``inception-v3-compat`` extractor resizes them to 299x299 with the TF-1 bilinear rule and
-takes the 2048-d pool3 features of the 2015-12-05 Inception graph. FID and precision/recall (k=3) use
-those features; KID uses the polynomial kernel over 100 subsets. Reference statistics are cached per
-dataset, split, size, count and weights file, and reused.
+takes the 2048-d pool3 features of the 2015-12-05 Inception graph. vqgen extracts those features itself
+(:mod:`pipeline.fid_features`, exact or fast) and hands them to torch-fidelity's FID, KID and precision/recall
+(k=3) functions; KID uses the polynomial kernel over 100 subsets. Reference features are cached per dataset,
+split, size, count, weights file and feature path, and reused.
 """
 
 from __future__ import annotations
@@ -12,33 +13,31 @@ from __future__ import annotations
 import os
 import urllib.error
 from pathlib import Path
-from typing import Any, Optional
+from typing import Callable, Optional
 
 import torch
-from torch.utils.data import Dataset
 
 from .core.errors import VqgenError
-from .core.files import sha256_file
+from .core.files import load_tensors, save_tensors, sha256_file
+from .fid_fast import FAST_RECIPE, FastFeatures
+from .fid_features import FEATURE_PATHS, ExactFeatures, as_rgb_uint8, extract_features
 
 WEIGHTS_ENV = "VQGEN_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # its own download's file name
 FEATURE_EXTRACTOR = "inception-v3-compat"
 
 
-class UInt8RGB(Dataset):
-    """Wraps uint8 images ``[N, C, H, W]`` as torch-fidelity inputs: uint8 ``[3, H, W]`` each."""
-
-    def __init__(self, images: torch.Tensor):
-        if images.dtype != torch.uint8:
-            raise TypeError("FID inputs must be uint8 images")
-        self.images = images
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.images[index]
-        return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+def build_extractor(feature_path: str, weights: Optional[Path], cache_dir: Optional[Path] = None,
+                    reference: Optional[torch.Tensor] = None) -> Callable:
+    """The batch function of one feature path: uint8 ``[B, 3, H, W]`` -> float32 ``[B, 2048]``. The fast path
+    calibrates its int8 ranges on the first ``reference`` images."""
+    if feature_path == "exact":
+        return ExactFeatures(weights)
+    if feature_path == "fast":
+        if reference is None:
+            raise VqgenError("the fast FID path needs the reference images to calibrate its int8 model")
+        return FastFeatures(weights, cache_dir, reference)
+    raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
 
 
 def resolve_weights(path: Optional[str]) -> Optional[Path]:
@@ -73,51 +72,78 @@ def compute_metrics(
     cache_dir: Optional[str] = None,
     batch_size: int = 64,
     precision_recall: bool = True,
+    feature_path: str = "exact",
 ) -> dict[str, float]:
-    """FID, KID (mean, std) and precision/recall between two uint8 image tensors."""
-    import torch_fidelity
+    """FID, KID (mean, std) and precision/recall between two uint8 image tensors ``[N, 1 or 3, H, W]``.
 
+    ``feature_path`` is ``exact`` (features equal to torch-fidelity's) or ``fast`` (int8, approximate); see
+    :mod:`pipeline.fid_features`. The reference features are cached under ``reference_cache_name`` and the path.
+    """
+    if feature_path not in FEATURE_PATHS:
+        raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
+    generated, reference = as_rgb_uint8(generated), as_rgb_uint8(reference)
     if generated.shape[0] < 2 or reference.shape[0] < 2:
         raise VqgenError("FID needs at least 2 images on each side")
-    kwargs: dict[str, Any] = dict(
-        input1=UInt8RGB(generated),
-        input2=UInt8RGB(reference),
-        cuda=torch.cuda.is_available(),
-        batch_size=batch_size,
-        fid=True,
-        kid=True,
-        prc=precision_recall,
-        kid_subset_size=min(1000, generated.shape[0], reference.shape[0]),
-        feature_extractor=FEATURE_EXTRACTOR,
-        feature_layer_fid="2048",
-        feature_layer_kid="2048",
-        feature_layer_prc="2048",
-        cache_root=str(cache_root(cache_dir)),
-        cache=reference_cache_name is not None,
-        input2_cache_name=reference_cache_name,
-        samples_shuffle=False,
-        # On CPU its default 4 loader workers fight the extractor for the cores; inputs are in memory anyway.
-        save_cpu_ram=not torch.cuda.is_available(),
-        verbose=False,
-    )
-    if weights is not None:
-        kwargs["feature_extractor_weights_path"] = str(weights)
+    root = cache_root(cache_dir)
+    cached = reference_features_path(root, reference_cache_name, feature_path)
+    extractor = None
     try:
-        metrics = torch_fidelity.calculate_metrics(**kwargs)
+        if cached is not None and cached.exists():
+            reference_features = load_tensors(cached)["features"]
+        else:
+            extractor = build_extractor(feature_path, weights, root, reference)
+            reference_features = extract_features(reference, extractor, batch_size, "Inception: reference")
+            if cached is not None:
+                save_tensors(cached, {"features": reference_features})
+        extractor = extractor or build_extractor(feature_path, weights, root, reference)
+        generated_features = extract_features(generated, extractor, batch_size, "Inception: generated")
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         raise missing_weights_error(err) from None
     except RuntimeError as err:
         if "download" in str(err).lower() or "url" in str(err).lower():
             raise missing_weights_error(err) from None
         raise
+    return metrics_from_features(generated_features, reference_features, precision_recall)
+
+
+def feature_path_label(feature_path: str) -> str:
+    """What a report prints about the feature path, so fast-path FIDs are never mistaken for exact ones."""
+    if feature_path == "exact":
+        return "exact: float32, equal to torch-fidelity's features to ~1e-5"
+    return (f"fast ({FAST_RECIPE}): int8 Inception in ONNX Runtime, approximate features; FID within about 1% of "
+            f"exact from ~1,000 images a side, small sets differ more")
+
+
+def reference_features_path(root: Path, cache_name: Optional[str], feature_path: str) -> Optional[Path]:
+    """Exact and fast features never share an entry: the path (and the fast path's recipe version) is in the name."""
+    if cache_name is None:
+        return None
+    tag = feature_path if feature_path == "exact" else f"{feature_path}-{FAST_RECIPE}"
+    return root / f"{cache_name}-{FEATURE_EXTRACTOR}-{tag}-features.safetensors"
+
+
+def metrics_from_features(generated: torch.Tensor, reference: torch.Tensor,
+                          precision_recall: bool = True) -> dict[str, float]:
+    """torch-fidelity's own metric functions on features (generated first, as its input1)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    fid = fid_statistics_to_metric(fid_features_to_statistics(generated), fid_features_to_statistics(reference),
+                                   verbose=False)
+    # The same settings calculate_metrics used: 100 subsets of at most 1000, its fixed seed, k=3 neighbourhoods.
+    kid = kid_features_to_metric(generated, reference, verbose=False,
+                                 kid_subset_size=min(1000, generated.shape[0], reference.shape[0]))
     out = {
-        "fid": float(metrics["frechet_inception_distance"]),
-        "kid_mean": float(metrics["kernel_inception_distance_mean"]),
-        "kid_std": float(metrics["kernel_inception_distance_std"]),
+        "fid": float(fid["frechet_inception_distance"]),
+        "kid_mean": float(kid["kernel_inception_distance_mean"]),
+        "kid_std": float(kid["kernel_inception_distance_std"]),
     }
     if precision_recall:
-        out["precision"] = float(metrics["precision"])
-        out["recall"] = float(metrics["recall"])
+        # save_cpu_ram: row blocks of the distance matrix instead of the whole N x N at once.
+        prc = prc_features_to_metric(generated, reference, verbose=False, save_cpu_ram=True)
+        out["precision"] = float(prc["precision"])
+        out["recall"] = float(prc["recall"])
     return out
 
 

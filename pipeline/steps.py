@@ -284,7 +284,10 @@ def check_prior_fits_tokenizer(provenance: dict, tokenizer_dir: Path, prior_dir:
 
 
 def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
-           fingerprint_value: Optional[str] = None) -> Path:
+           fingerprint_value: Optional[str] = None, npz: Optional[Path] = None) -> Path:
+    """Sample, decode and write ``out`` (grid.png, png/, codes); with ``npz``, also an ADM-evaluator .npz there."""
+    if npz is not None and Path(npz).suffix != ".npz":  # before minutes of sampling, not after
+        raise VqgenError(f"--npz wants a file name ending in .npz, got {npz}")
     prior, provenance = load_prior(prior_dir)
     check_prior_fits_tokenizer(provenance, tokenizer_dir, prior_dir)
     tokenizer = Tokenizer.load(tokenizer_dir)
@@ -335,6 +338,10 @@ def sample(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
             "codes_sha256": sha256_file(tmp / CODES_FILE),
         })
     console.print(f"sampled {s.n} images in {seconds:.1f}s -> {out}")
+    if npz is not None:
+        from .npz_export import write_adm_npz
+
+        console.print(f"ADM-evaluator npz ({s.n} images) -> {write_adm_npz(images, npz)}")
     return out
 
 
@@ -356,7 +363,8 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
     samples = generated.images
     console.print(f"FID: {generated.description} vs {reference.description}")
     metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, cache_name, weights,
-                                                                     f.cache_dir, f.batch_size)}
+                                                                     f.cache_dir, f.batch_size,
+                                                                     feature_path=f.feature_path)}
     n_recon = 0
     if tokenizer_dir is not None and reference.split is None:
         console.print("rFID skipped: the reference is a folder of images, not real data the tokenizer can encode")
@@ -368,7 +376,8 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
         console.print(f"rFID: {n_recon} reconstructions vs the same reference")
         metrics["reconstruction"] = {
             "rfid": fid_lib.compute_metrics(to_uint8(recon), ref_images, cache_name, weights, f.cache_dir,
-                                            f.batch_size, precision_recall=False)["fid"],
+                                            f.batch_size, precision_recall=False,
+                                            feature_path=f.feature_path)["fid"],
             "psnr": float(psnr(recon, to_float(originals)).mean()),
             "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
         }
@@ -377,6 +386,7 @@ def fid_report(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Opti
     sample_meta = read_json(samples_home / META_FILE) if samples_home and (samples_home / META_FILE).exists() else {}
     protocol = {
         "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
+        "feature_path": fid_lib.feature_path_label(f.feature_path),
         "weights": weights_info,
         "resize": f"native {samples.shape[-1]}px (generated) and {ref_images.shape[-1]}px (reference) uint8 -> "
                   f"299px inside the extractor (TF-1 bilinear); grayscale repeated to RGB",

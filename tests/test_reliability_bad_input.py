@@ -348,6 +348,31 @@ def test_damaged_model_directories_are_refused(trained, tmp_path):
     assert_clear_error(code, output, "not a tokenizer")
 
 
+def test_sample_npz_holds_the_pngs_in_adm_layout(trained, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    run = copy_run(trained, tmp_path, "tokenizer", "prior-gpt")
+    code, output = invoke(["sample", "--run-dir", run, "--n", "4", "--npz", tmp_path / "adm" / "samples.npz",
+                           *sets(TOKENIZER_TINY)])
+    assert code == 0, output
+    with np.load(tmp_path / "adm" / "samples.npz") as loaded:
+        array = loaded["arr_0"]
+    assert array.dtype == np.uint8 and array.shape == (4, 16, 16, 3)
+    pngs = sorted((run / "samples-gpt" / "png").iterdir())
+    for png, image in zip(pngs, array):
+        gray = np.asarray(Image.open(png))
+        assert (image == gray[:, :, None]).all()
+
+
+def test_sample_npz_with_another_suffix_fails_before_sampling(trained, tmp_path):
+    run = copy_run(trained, tmp_path, "tokenizer", "prior-gpt")
+    code, output = invoke(["sample", "--run-dir", run, "--n", "4", "--npz", tmp_path / "samples.txt",
+                           *sets(TOKENIZER_TINY)])
+    assert_clear_error(code, output, "ending in .npz")
+    assert not (run / "samples-gpt").exists()
+
+
 def test_label_outside_the_prior_classes(trained, tmp_path):
     run = copy_run(trained, tmp_path, "tokenizer", "prior-gpt")
     code, output = invoke(["sample", "--run-dir", run, "--n", "4", "--label", "12", *sets(TOKENIZER_TINY)])
