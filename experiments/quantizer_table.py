@@ -98,7 +98,7 @@ def main() -> None:
         recon = torch.cat([to_uint8(tokenizer.reconstruct(to_float(chunk))) for chunk in test_data.images.split(500)])
         levels = metrics["levels"]  # one for VQ-VAE, top and bottom for VQ-VAE-2: shown as "top / bottom"
         provenance = read_json(tokenizer_dir / "config.json").get("provenance", {})
-        row = {"quantizer": name + args.tag, "epochs": provenance.get("epochs", args.epochs) + 0,
+        row = {"quantizer": name + args.tag, "epochs": provenance.get("epochs", args.epochs),
                "steps": provenance.get("steps"),
                "codebook": " / ".join("x".join(map(str, level["codebook_sizes"])) for level in levels.values()),
                "psnr": round(metrics["psnr"], 3), "ssim": round(metrics["ssim"], 4),

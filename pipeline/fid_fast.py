@@ -53,7 +53,11 @@ class InceptionBody(nn.Module):
 
 def build_int8_model(weights: Optional[Path], calibration_images: torch.Tensor, target: Path) -> None:
     """Export the Inception body to ONNX and quantize it (QDQ, int8 per-channel weights, uint8 activations)."""
-    import onnx  # noqa: F401  (onnxruntime's quantizer needs it; fail here with the install hint, not deep inside)
+    try:
+        import onnx  # noqa: F401  (onnxruntime's quantizer needs it; fail here with the install hint, not deep inside)
+    except ImportError:
+        raise VqgenError("the fast FID path needs onnx and ONNX Runtime: install the optional group with "
+                         "`uv sync --group fast-fid` (or use the exact path)") from None
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -64,12 +64,14 @@ class ExactFeatures:
 
     name = "exact"
 
-    def __init__(self, weights: Optional[Path]):
-        self.model = fold_batchnorm(load_extractor(weights)).to(memory_format=torch.channels_last)
+    def __init__(self, weights: Optional[Path], device: Optional[str] = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = fold_batchnorm(load_extractor(weights)).to(self.device, memory_format=torch.channels_last)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(batch.contiguous(memory_format=torch.channels_last))[0].clone()
+            batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(batch)[0].float().cpu().clone()
 
 
 def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ console = Console(stderr=True)
 
 # Trainer settings that change how long or where training runs, not what a finished model is.
 RUN_ONLY_TRAIN_KEYS = {"max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_workers",
-                       "profiler", "log_every_n_steps", "val_check_interval"}
+                       "profiler", "log_every_n_steps", "val_check_interval", "channels_last", "compile"}
 
 
 class RunPaths:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from .quantizers import make_quantizer_config
 
@@ -47,6 +48,14 @@ class TokenizerConfig(BaseModel):
         options = {k: v for k, v in value.items() if k != "name"}
         make_quantizer_config(value["name"], options)  # raises ValueError naming the bad option
         return value
+
+    @model_validator(mode="after")
+    def _sq_objective(self) -> "TokenizerConfig":
+        if self.quantizer.get("name") == "sq" and self.recon_loss != "gaussian":
+            warnings.warn(f"quantizer sq with recon_loss {self.recon_loss!r}: SQ-VAE's variance self-anneals only "
+                          f"against recon_loss: gaussian (the authors' objective); configs/tokenizer/sq.yaml sets it",
+                          stacklevel=2)
+        return self
 
     def quantizer_options(self) -> tuple[str, dict[str, Any]]:
         options = dict(self.quantizer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -30,13 +32,17 @@ class TokenizerModule(L.LightningModule):
         self.model = build_tokenizer(config)
         self.save_hyperparameters({"tokenizer": config.model_dump(), "train": train_config.model_dump()})
 
-    def on_fit_start(self) -> None:
-        # Schedules given as fractions of the run (temperatures, KL ramps) need its length in forward passes.
-        forward_passes = int(self.trainer.estimated_stepping_batches) * self.trainer.accumulate_grad_batches
-        for quantizer in self.model.quantizers().values():
-            quantizer.set_run_length(max(1, forward_passes))
-        if self.train_config.channels_last:
+    def setup(self, stage: str) -> None:
+        if self.train_config.channels_last:  # here, before DDP wraps the model and records its gradient layout
             self.model.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        # Schedules given as fractions of the run (temperatures, KL ramps) need its length in forward passes;
+        # a run with no end leaves them unknown, and the quantizers say so.
+        steps = self.trainer.estimated_stepping_batches
+        if math.isfinite(steps):
+            for quantizer in self.model.quantizers().values():
+                quantizer.set_run_length(max(1, int(steps) * self.trainer.accumulate_grad_batches))
 
     def _images(self, batch) -> torch.Tensor:
         images = to_float(batch[0])

@@ -139,7 +139,10 @@ def _small_options(name: str, options: dict) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_shipped_config_uses_at_least_half_its_codes_on_a_small_problem(path):
-    """A linear encoder and decoder around the config's quantizer learn to reconstruct 64 clusters in 8-d."""
+    """A linear encoder and decoder around the config's quantizer learn to reconstruct 64 clusters in 8-d.
+
+    A smoke test of each config's options on a problem small enough for the suite; whether the defaults hold on real
+    data and a real network is the MNIST table's job (results/mnist/tokenizers.json), which is an experiment."""
     torch.manual_seed(0)
     options = dict(yaml.safe_load(path.read_text())["tokenizer"]["quantizer"])
     name = options.pop("name")
@@ -162,3 +165,35 @@ def test_every_shipped_config_uses_at_least_half_its_codes_on_a_small_problem(pa
         optimizer.step()
     usage = quantizer.epoch_stats()["usage"]
     assert usage >= 0.5, f"{path.stem}: {usage:.0%} of the codes used"
+
+
+def test_soft_relative_temperature_is_in_units_of_the_nearest_distance():
+    """Scaling the encoder outputs and the codes together leaves the relative mix unchanged; the absolute one not."""
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 3, 3)
+    mixes = {}
+    for relative in (True, False):
+        for scale in (1.0, 10.0):
+            soft = build_quantizer("soft", 4, {"codebook_size": 8, "kmeans_init": False, "anneal_steps": 10,
+                                               "relative_temperature": relative}).train()
+            with torch.no_grad():
+                soft.codebook.weight.copy_(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)) * scale)
+            mixes[relative, scale] = soft(z * scale).z_q / scale
+    assert torch.allclose(mixes[True, 1.0], mixes[True, 10.0], atol=1e-5)
+    assert not torch.allclose(mixes[False, 1.0], mixes[False, 10.0], atol=1e-3)
+
+
+def test_open_ended_runs_hold_the_learning_rate_and_leave_schedules_unset():
+    """max_epochs = max_steps = -1: no run length, so no cosine decay from step 1 and no crash."""
+    from pipeline.core.optim import make_optimizer
+
+    class Module(torch.nn.Module):
+        _trainer = None
+
+    module = Module()
+    module.weight = torch.nn.Parameter(torch.zeros(1))
+    module._trainer = type("T", (), {"estimated_stepping_batches": float("inf")})()
+    module.trainer = module._trainer
+    scheduler = make_optimizer(module, TrainConfig(lr_schedule="cosine", warmup_fraction=0.1))["lr_scheduler"]
+    factors = [scheduler["scheduler"].lr_lambdas[0](step) for step in (0, 10, 1000)]
+    assert factors == [1.0, 1.0, 1.0]

@@ -56,6 +56,8 @@ def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0
     """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``."""
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=betas)
     total = module.trainer.estimated_stepping_batches if module._trainer is not None else 1
-    total = int(total) if math.isfinite(total) else 1
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total))
+    if not math.isfinite(total):  # a run with no end (max_epochs and max_steps -1): warm up, then hold the LR
+        config = config.model_copy(update={"lr_schedule": "constant", "warmup_fraction": 0.0})
+        total = 1
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, int(total)))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -252,14 +252,6 @@ class Quantizer(nn.Module):
         """Code positions and pixel values per image; a quantizer whose loss is a per-image sum (sq) uses it."""
 
 
-
-def batch_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
-    """Perplexity of the code histogram of one batch (a cheap per-step signal; epoch figures are the real ones)."""
-    counts = torch.bincount(codes.reshape(-1), minlength=size).float()
-    probs = counts / counts.sum().clamp_min(1)
-    return torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
-
-
 def channel_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
     """Batch perplexity of each channel of ``codes [..., C]`` (each of vocabulary ``size``), averaged over channels."""
     channels = codes.shape[-1]

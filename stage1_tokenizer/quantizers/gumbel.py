@@ -65,7 +65,9 @@ class GumbelQuantizer(RunSchedule, Quantizer):
         c = self.config
         if c.kl_ramp_fraction == 0:
             return c.kl_weight
-        return interpolate(0.0, c.kl_weight, self.progress(0, c.kl_ramp_fraction), "cosine")
+        # With anneal_steps the run's length may be unknown: the ramp is then that share of the annealing steps.
+        ramp_steps = max(1, round(c.kl_ramp_fraction * c.anneal_steps)) if c.anneal_steps else 0
+        return interpolate(0.0, c.kl_weight, self.progress(ramp_steps, c.kl_ramp_fraction), "cosine")
 
     def quantize(self, x: torch.Tensor) -> Quantized:
         logits = linear_fp32(self.to_logits, x)

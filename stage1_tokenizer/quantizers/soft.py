@@ -1,6 +1,8 @@
 """Soft quantization (soft-to-hard VQ, Agustsson et al. 2017): in training each position becomes the
-``softmax(-||z - e_k||^2 / temperature)``-weighted mix of all codes, which is differentiable in both the
-encoder output and the codes; at eval it is the nearest code, hard.
+``softmax(-||z - e_k||^2 / (temperature * s))``-weighted mix of all codes, which is differentiable in both the
+encoder output and the codes; at eval it is the nearest code, hard. ``s`` is the batch's mean squared distance to
+the nearest code (``relative_temperature``, detached), so a temperature means the same whatever the encoder's scale;
+``s = 1`` gives the absolute temperature of the paper.
 
 A low temperature makes the training mix close to the hard code the decoder sees at eval, so the temperature is
 annealed from ``temperature`` to ``temperature_end`` over ``anneal_fraction`` of the run (soft early, when the
@@ -30,12 +32,15 @@ from .schedules import RunSchedule, check_schedule, interpolate
 @dataclass
 class SoftConfig:
     codebook_size: int = 512
-    temperature: float = 1.0  # of softmax(-||z - e||^2 / temperature), at the first training step
+    temperature: float = 1.0  # of softmax(-||z - e||^2 / (temperature * s)), at the first training step
     temperature_end: float = 0.01  # reached after anneal_fraction of the run and kept
     anneal_fraction: float = 0.5  # share of the run from temperature to temperature_end
     anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
     schedule: str = "exp"  # exp | linear | cosine
     beta: float = 0.25  # commitment weight on the encoder term ||z - sg[e_nearest]||^2
+    # The temperature in units of the batch's mean squared distance to the nearest code, so it means the same
+    # whatever the encoder's scale (an absolute 1.0 mixed all 512 codes almost evenly: 24% usage at one epoch).
+    relative_temperature: bool = True
     kmeans_init: bool = True  # codes start as k-means centroids of the first training batch
     kmeans_iters: int = 10
 
@@ -79,8 +84,10 @@ class SoftQuantizer(RunSchedule, Quantizer):
         tau = self.temperature()
         if self.training:
             distances = squared_distances(x, codebook)  # the whole matrix: the softmax needs every code
-            indices = distances.argmin(-1)
-            z_q = F.softmax(-distances / tau, dim=-1) @ codebook
+            nearest = distances.min(-1)
+            indices = nearest.indices
+            scale = nearest.values.mean().detach().clamp_min(1e-12) if self.config.relative_temperature else 1.0
+            z_q = F.softmax(-distances / (tau * scale), dim=-1) @ codebook
             self.step += 1
         else:
             indices = nearest_code(x, codebook)
