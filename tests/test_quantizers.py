@@ -510,7 +510,8 @@ def test_soft_loss_uses_the_nearest_code_with_beta_on_the_encoder_term():
 
 
 def test_soft_quantizer_mixes_codes_in_training_and_picks_nearest_at_eval():
-    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "kmeans_init": False})
+    soft = build_quantizer("soft", 2, {"codebook_size": 3, "temperature": 0.5, "kmeans_init": False,
+                                       "relative_temperature": False})
     with torch.no_grad():
         soft.codebook.weight.copy_(torch.tensor(CODES_2D))
     z = grid_z(POINTS_2D)
