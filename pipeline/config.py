@@ -21,9 +21,10 @@ from .core.optim import TrainConfig
 
 
 class TokenizerSection(TokenizerConfig):
-    # Warm-up and cosine decay as shares of the run, so a one-epoch and a fifty-epoch run both get them.
+    # Warm-up as a share of the run, then a constant rate: a cosine decay to 10% of the peak cost the quickstart
+    # tokenizer 6 dB (PSNR 31.5 against 37.8, rFID 76.6 against 37.1 at 552 steps). lr_schedule: cosine is there.
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64, warmup_fraction=0.02,
-                                                                   lr_schedule="cosine", channels_last=True))
+                                                                   channels_last=True))
 
     def architecture(self) -> TokenizerConfig:
         return TokenizerConfig(**self.model_dump(exclude={"train"}))
