@@ -617,7 +617,8 @@ def test_tokenizer_config_validates_builds_and_trains_one_step(name):
 
     config = yaml.safe_load((REPO / "configs" / "tokenizer" / f"{name}.yaml").read_text())
     assert set(config) == {"data", "tokenizer"} and config["data"] == {"name": "mnist", "image_size": 32}
-    architecture = TokenizerConfig(**{**config["tokenizer"], "hidden_channels": 16, "res_channels": 8})
+    section = {key: value for key, value in config["tokenizer"].items() if key != "train"}  # training options
+    architecture = TokenizerConfig(**{**section, "hidden_channels": 16, "res_channels": 8})
     assert architecture.quantizer["name"] == name
     torch.manual_seed(0)
     model = build_tokenizer(architecture).train()
