@@ -54,13 +54,14 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
     sq_err = psnr_sum = ssim_sum = 0.0
     black_recon = black_data = 0  # pixel values exactly 0 in uint8: a decoder that cannot reach black shows grey
     for start in range(0, len(data), batch_size):
-        images = to_float(data.images[start : start + batch_size])
+        batch = data.images[start : start + batch_size]
+        images = to_float(batch)
         codes = tokenizer.encode(images)
         recon = tokenizer.decode(codes).clamp(-1, 1)
         per_image = (recon - images).pow(2).flatten(1).mean(1)
         sq_err += per_image.sum().item()
         black_recon += int((to_uint8(recon) == 0).sum())
-        black_data += int((data.images[start : start + batch_size] == 0).sum())
+        black_data += int((batch == 0).sum())
         psnr_sum += (10 * torch.log10(4.0 / per_image.clamp_min(1e-10))).sum().item()
         if images.shape[-1] >= 11:
             ssim_sum += ssim((recon + 1) / 2, (images + 1) / 2).sum().item()
@@ -110,7 +111,6 @@ def usage_histogram(counts: dict[str, torch.Tensor], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
 
     fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 3.2), squeeze=False)
     for ax, (name, level_counts) in zip(axes[0], counts.items()):

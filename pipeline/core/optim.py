@@ -37,14 +37,16 @@ class TrainConfig(BaseModel):
     channels_last: bool = False  # NHWC activations for convolutional models (faster convolutions on CPU)
 
 
-def lr_lambda(config: TrainConfig, total_steps: int):
-    """Linear warmup, then constant or cosine decay to 10% of the peak."""
-    warmup = config.warmup_steps or round(config.warmup_fraction * total_steps)
+def lr_lambda(config: TrainConfig, total_steps: int | None):
+    """Linear warmup, then constant or cosine decay to 10% of the peak. ``total_steps`` None: a run with no end,
+    where shares of the run mean nothing: only ``warmup_steps``, then the LR held."""
+    fraction_warmup = round(config.warmup_fraction * total_steps) if total_steps else 0
+    warmup = config.warmup_steps or fraction_warmup
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
-        if config.lr_schedule == "constant" or total_steps <= warmup:
+        if config.lr_schedule == "constant" or total_steps is None or total_steps <= warmup:
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -56,8 +58,6 @@ def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0
     """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``."""
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=betas)
     total = module.trainer.estimated_stepping_batches if module._trainer is not None else 1
-    if not math.isfinite(total):  # a run with no end (max_epochs and max_steps -1): warm up, then hold the LR
-        config = config.model_copy(update={"lr_schedule": "constant", "warmup_fraction": 0.0})
-        total = 1
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, int(total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, int(total) if math.isfinite(total)
+                                                                       else None))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -6,9 +6,9 @@ the nearest code (``relative_temperature``, detached), so a temperature means th
 
 A low temperature makes the training mix close to the hard code the decoder sees at eval, so the temperature is
 annealed from ``temperature`` to ``temperature_end`` over ``anneal_fraction`` of the run (soft early, when the
-mix spreads gradients over the codes; nearly hard for the rest, so the decoder learns the codes it will get). The loss adds
-the VQ terms toward the nearest code (codebook term, and beta on the encoder term), which shrink that gap from the
-other side by keeping encoder outputs near their codes.
+mix spreads gradients over the codes; nearly hard for the rest, so the decoder learns the codes it will get). The
+loss adds the VQ terms toward the nearest code (codebook term, and beta on the encoder term), which shrink that gap
+from the other side by keeping encoder outputs near their codes.
 
 The codes start as k-means centroids of the first training batch (``kmeans_init``). From the usual tiny uniform
 init every code is about equally far from a 64-d encoder output, the mix is nearly uniform, one code is nearest to
