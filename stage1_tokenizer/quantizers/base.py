@@ -275,7 +275,7 @@ def build_quantizer(name: str, embed_dim: int, options: dict[str, Any]) -> Quant
 def make_quantizer_config(name: str, options: dict[str, Any]) -> Any:
     """Fill the config dataclass of quantizer ``name``, refusing unknown option names and wrong types."""
     importlib.import_module(__package__)
-    if name not in QUANTIZERS:
+    if not isinstance(name, str) or name not in QUANTIZERS:
         known = ", ".join(sorted(QUANTIZERS))
         raise ValueError(f"unknown quantizer {name!r}; known quantizers: {known}")
     config_cls = QUANTIZERS[name][1]
