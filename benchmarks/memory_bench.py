@@ -37,13 +37,13 @@ def _status_kib(field: str) -> int:
 
 def probe(function: str, n: int, k: int, dim: int, max_elements: int, device: str) -> int:
     """In a fresh process: the peak bytes one search adds on top of its inputs."""
-    from stage1_tokenizer.quantizers import base
+    from stage1_tokenizer.quantizers import distances
 
     torch.set_num_threads(2)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, dim, generator=generator).to(device)
     codebook = torch.randn(k, dim, generator=generator).to(device)
-    search = functools.partial(getattr(base, function), max_elements=max_elements)
+    search = functools.partial(getattr(distances, function), max_elements=max_elements)
 
     def args(rows: int):
         return (x[:rows], codebook) if function == "nearest_code" else (x[None, :rows], codebook[None])

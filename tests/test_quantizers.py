@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import yaml
 
 from stage1_tokenizer.quantizers import QUANTIZERS, build_quantizer, make_quantizer_config
-from stage1_tokenizer.quantizers.base import grouped_nearest_code
+from stage1_tokenizer.quantizers.distances import grouped_nearest_code
 from stage1_tokenizer.quantizers.lfq import lfq_entropies
 from stage1_tokenizer.quantizers.schedules import annealed
 

@@ -3,7 +3,7 @@
 import torch
 
 from stage1_tokenizer.quantizers import build_quantizer
-from stage1_tokenizer.quantizers.base import nearest_code
+from stage1_tokenizer.quantizers.distances import nearest_code
 
 
 def make_vq(k=4, d=2, beta=0.25):

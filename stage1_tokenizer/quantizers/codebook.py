@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import grouped_nearest_code
+from .distances import grouped_nearest_code
 from .distributed import all_reduce_sum_
 from .kmeans import cluster_counts, cluster_sums, kmeans, random_rows
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import grouped_nearest_code
+from .distances import grouped_nearest_code
 from .distributed import all_reduce_sum_, broadcast_from_first_
 
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, nearest_code, register_quantizer, squared_distances
+from .base import Quantized, Quantizer, register_quantizer
+from .distances import nearest_code, squared_distances
 from .codebook import vq_loss_terms
 from .kmeans import kmeans
 from .schedules import RunSchedule, check_schedule, interpolate

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, register_quantizer, squared_distances
+from .base import Quantized, Quantizer, register_quantizer
+from .distances import squared_distances
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
