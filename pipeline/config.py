@@ -83,7 +83,7 @@ def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefi
     for key, value in update.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(base.get(key), dict) and not (
-                _renamed(base[key], value) and _free_form(dotted)):
+                _renamed(base[key], value) and _chosen_by_name(dotted)):
             _merge(base[key], value, source, origins, dotted + ".")
         else:
             base[key] = value
@@ -100,16 +100,19 @@ def _renamed(old: dict, new: dict) -> bool:
     return "name" in new and new["name"] != old.get("name")
 
 
-def _free_form(dotted: str) -> bool:
-    """Whether ``dotted`` is a free-form options mapping (tokenizer.quantizer), whose options belong to its ``name``;
-    typed sections such as ``data`` (which has a ``name`` too) keep their other keys when the name changes."""
+def _chosen_by_name(dotted: str) -> bool:
+    """Whether ``dotted`` is a union of config models discriminated by ``name`` (tokenizer.quantizer), whose options
+    belong to the model its name picks; sections such as ``data`` (which has a ``name`` too) keep their other
+    keys when the name changes."""
     node: Any = PipelineConfig
+    field = None
     for part in dotted.split("."):
         fields = getattr(node, "model_fields", None) if isinstance(node, type) else None
         if not fields or part not in fields:
             return False
-        node = fields[part].annotation
-    return not (isinstance(node, type) and issubclass(node, BaseModel))
+        field = fields[part]
+        node = field.annotation
+    return field is not None and field.discriminator == "name"
 
 
 def _dotted_keys(tree: dict, prefix: str) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from .quantizers import make_quantizer_config
+from .quantizers import QuantizerConfig, VQConfig, parse_quantizer_config
 
 
 class TokenizerConfig(BaseModel):
@@ -26,8 +26,8 @@ class TokenizerConfig(BaseModel):
     embed_dim: PositiveInt = 64
     top_downsample: PositiveInt = 2  # vqvae2 only: the top grid is this much coarser than the bottom grid
     # k-means init and dead-code restarts: without them plain VQ leaves most of its codebook unused.
-    quantizer: dict[str, Any] = Field(default_factory=lambda: {"name": "vq", "codebook_size": 512, "beta": 0.25,
-                                                               "kmeans_init": True, "restart": True})
+    quantizer: QuantizerConfig = Field(default_factory=lambda: VQConfig(codebook_size=512, beta=0.25, kmeans_init=True,
+                                                                        restart=True))
 
     def pixels(self) -> int:
         """Pixel values per image (what a per-image likelihood sums over)."""
@@ -40,23 +40,17 @@ class TokenizerConfig(BaseModel):
             raise ValueError(f"must be a power of two (1, 2, 4, 8, ...), got {value}")
         return value
 
-    @field_validator("quantizer")
+    @field_validator("quantizer", mode="before")
     @classmethod
-    def _known_quantizer(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "name" not in value:
-            raise ValueError("needs a 'name' (for example vq)")
-        options = {k: v for k, v in value.items() if k != "name"}
-        make_quantizer_config(value["name"], options)  # raises ValueError naming the bad option
-        return value
+    def _quantizer_from_mapping(cls, value: Any) -> Any:
+        # Parsed before pydantic's own pass so that a mistake reads as one sentence naming the option and the
+        # quantizer (pydantic's would name the union's tag and leave unknown names or options unlisted).
+        return parse_quantizer_config(value)
 
     @model_validator(mode="after")
     def _sq_objective(self) -> "TokenizerConfig":
-        if self.quantizer.get("name") == "sq" and self.recon_loss != "gaussian":
+        if self.quantizer.name == "sq" and self.recon_loss != "gaussian":
             warnings.warn(f"quantizer sq with recon_loss {self.recon_loss!r}: SQ-VAE's variance self-anneals only "
                           f"against recon_loss: gaussian (the authors' objective); configs/tokenizer/sq.yaml sets it",
                           stacklevel=2)
         return self
-
-    def quantizer_options(self) -> tuple[str, dict[str, Any]]:
-        options = dict(self.quantizer)
-        return options.pop("name"), options

@@ -12,7 +12,7 @@ from pipeline.core.files import save_model_dir
 from .config import TokenizerConfig
 from .losses import decoder_channels, to_image
 from .networks import NETWORKS
-from .quantizers import Quantizer, QuantizerOutput, build_quantizer
+from .quantizers import Quantizer, QuantizerOutput, quantizer_from_config
 
 LEVEL = "codes"  # the name of VQ-VAE's single code level in code datasets
 
@@ -27,8 +27,7 @@ class VQVAE(nn.Module):
         encoder_cls, decoder_cls = NETWORKS[c.network]
         self.encoder = encoder_cls(c.in_channels, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
                                    c.embed_dim)
-        name, options = c.quantizer_options()
-        self.quantizer = build_quantizer(name, c.embed_dim, options)
+        self.quantizer = quantizer_from_config(c.quantizer, c.embed_dim)
         self.quantizer.bind_image_geometry((c.image_size // c.downsample) ** 2, c.pixels())
         self.decoder = decoder_cls(c.embed_dim, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
                                    decoder_channels(c.recon_loss, c.in_channels))

@@ -19,7 +19,7 @@ from pipeline.core.files import save_model_dir
 from .config import TokenizerConfig
 from .losses import decoder_channels, to_image
 from .networks import NETWORKS
-from .quantizers import Quantizer, build_quantizer
+from .quantizers import Quantizer, quantizer_from_config
 
 
 @dataclass
@@ -48,11 +48,10 @@ class VQVAE2(nn.Module):
         hidden, res, blocks = c.hidden_channels, c.res_channels, c.n_res_blocks
         self.encoder_bottom = encoder_cls(c.in_channels, hidden, res, blocks, c.downsample, hidden)
         self.encoder_top = encoder_cls(hidden, hidden, res, blocks, c.top_downsample, c.embed_dim)
-        name, options = c.quantizer_options()
-        self.quantizer_top = build_quantizer(name, c.embed_dim, options)
+        self.quantizer_top = quantizer_from_config(c.quantizer, c.embed_dim)
         self.decoder_top = decoder_cls(c.embed_dim, hidden, res, blocks, c.top_downsample, c.embed_dim)
         self.pre_bottom = nn.Conv2d(hidden + c.embed_dim, c.embed_dim, 1)
-        self.quantizer_bottom = build_quantizer(name, c.embed_dim, options)
+        self.quantizer_bottom = quantizer_from_config(c.quantizer, c.embed_dim)
         bottom_grid = c.image_size // c.downsample
         self.quantizer_bottom.bind_image_geometry(bottom_grid**2, c.pixels())
         self.quantizer_top.bind_image_geometry((bottom_grid // c.top_downsample) ** 2, c.pixels())

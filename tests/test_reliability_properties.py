@@ -5,7 +5,6 @@ gets past validation as anything but a clear error; a failed atomic write never 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import tempfile
 from pathlib import Path
@@ -24,8 +23,8 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 @st.composite
 def quantizer_case(draw, name: str):
     """A shape [B, D, H, W], a scale and options that fit quantizer ``name``. Options are chosen by the names its
-    config dataclass uses, so quantizers added later are covered with their defaults plus these."""
-    fields = {f.name for f in dataclasses.fields(QUANTIZERS[name][1])}
+    config model uses, so quantizers added later are covered with their defaults plus these."""
+    fields = set(QUANTIZERS[name][1].model_fields)
     dim = draw(st.sampled_from([2, 4, 6, 8]))
     options = {}
     if "codebook_size" in fields:
@@ -205,4 +204,4 @@ def test_data_name_override_keeps_the_other_data_settings():
     cfg = load_config([], ["data.image_size=64", "data.on_bad_image=fail", "data.name=imagefolder", "data.root=/x"])
     assert (cfg.data.name, cfg.data.image_size, cfg.data.on_bad_image) == ("imagefolder", 64, "fail")
     cfg = load_config([], ["tokenizer.quantizer.codebook_size=16", "tokenizer.quantizer.name=fsq"])
-    assert cfg.tokenizer.quantizer == {"name": "fsq"}
+    assert cfg.tokenizer.quantizer.model_dump() == {"name": "fsq"}

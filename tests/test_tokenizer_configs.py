@@ -34,7 +34,7 @@ def test_config_trains_a_few_steps(config, tmp_path):
     cfg = load_config([config], SMALL)
     out = train_tokenizer(cfg, tmp_path / "tokenizer")
     model = Tokenizer.load(out).eval()
-    assert model.config.quantizer["name"] == cfg.tokenizer.quantizer["name"]
+    assert model.config.quantizer.name == cfg.tokenizer.quantizer.name
     assert model.config.arch == cfg.tokenizer.arch
 
     images = to_float(load_split(cfg.data, "test").images[:8])
@@ -60,7 +60,7 @@ def test_results_table_configs_combine(experiment, quantizer):
 
     cfg = load_config([REPO / "configs" / "tokenizer" / f"{quantizer}.yaml", experiment])
     wanted = yaml.safe_load(experiment.read_text())["data"]
-    assert cfg.tokenizer.quantizer["name"] == quantizer
+    assert cfg.tokenizer.quantizer.name == quantizer
     assert cfg.data.model_dump(include=set(wanted)) == wanted
     assert cfg.tokenizer.downsample == 4 and cfg.data.image_size == 32  # 8x8 latents
 

@@ -1,6 +1,9 @@
 """Quantizers of the VQ-VAE family, one per file, each registered under its config name.
 
-Importing this package registers them all; ``build_quantizer(name, embed_dim, options)`` builds one.
+Importing this package registers them all. A quantizer's config is one of the models of ``QuantizerConfig``, a
+pydantic union discriminated by ``name``; ``parse_quantizer_config({name: ..., **options})`` picks and fills it,
+``quantizer_from_config(config, embed_dim)`` builds the quantizer, ``build_quantizer(name, embed_dim, options)``
+does both.
 
 - ``vq``: nearest code, codebook + beta * commitment loss (options: cosine, low-dim lookup, k-means init,
   dead-code restarts, rotation trick)
@@ -14,7 +17,15 @@ Importing this package registers them all; ``build_quantizer(name, embed_dim, op
 - ``soft``: softmax-weighted mix of codes in training, nearest code at eval
 """
 
-from .base import QUANTIZERS, Quantizer, QuantizerOutput, build_quantizer, make_quantizer_config, register_quantizer
+from .base import Quantizer, QuantizerOutput
+from .options import QuantizerOptions
+from .registry import (QUANTIZERS, build_quantizer, config_union, make_quantizer_config, parse_quantizer_config,
+                       quantizer_from_config, register_quantizer)
 from . import vq, ema, gumbel, fsq, lfq, rvq, pq, sq, soft  # noqa: F401  (importing registers each one)
+from .vq import VQConfig
 
-__all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "build_quantizer", "make_quantizer_config", "register_quantizer"]
+QuantizerConfig = config_union()  # after the imports above: the union of every registered config model
+
+__all__ = ["QUANTIZERS", "Quantizer", "QuantizerConfig", "QuantizerOptions", "QuantizerOutput", "VQConfig",
+           "build_quantizer", "make_quantizer_config", "parse_quantizer_config", "quantizer_from_config",
+           "register_quantizer"]

@@ -4,16 +4,14 @@ A quantizer maps encoder features ``z`` of shape ``[B, D, H, W]`` to a :class:`Q
 and can turn integer codes back into the features they stand for (``decode_codes``). The base class owns that
 wrapping (fp32 whatever the autocast, the channels-last layout, usage counting over the epoch, the perplexity);
 a concrete quantizer implements only its maths on flat vectors: ``quantize(x [N, D]) -> Quantized`` and
-``dequantize(codes [N, C]) -> [N, D]``. They live one per file next to this one and register by config name.
+``dequantize(codes [N, C]) -> [N, D]``. They live one per file next to this one and register their config model
+by its ``name`` (:mod:`.registry`).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -50,22 +48,6 @@ class Quantized:
     indices: torch.Tensor
     loss: torch.Tensor
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-QUANTIZERS: dict[str, tuple[type, type]] = {}
-
-
-def register_quantizer(name: str, config_cls: type) -> Callable[[type], type]:
-    """Class decorator: make ``name`` in a tokenizer config build this quantizer from ``config_cls``."""
-
-    def wrap(cls: type) -> type:
-        if name in QUANTIZERS:
-            raise ValueError(f"quantizer name {name!r} registered twice")
-        QUANTIZERS[name] = (cls, config_cls)
-        cls.registry_name = name
-        return cls
-
-    return wrap
 
 
 def to_channels_last(z: torch.Tensor) -> torch.Tensor:
@@ -107,7 +89,6 @@ class Quantizer(nn.Module):
     perplexity, usage fraction and dead codes for the whole epoch, summed over processes under DDP.
     """
 
-    registry_name: ClassVar[str] = ""
     codebook_sizes: list[int]
     embed_dim: int
 
@@ -201,63 +182,3 @@ def channel_perplexity(codes: torch.Tensor, size: int) -> torch.Tensor:
     counts = torch.bincount(flat.reshape(-1), minlength=channels * size).float().view(channels, size)
     probs = counts / counts.sum(1, keepdim=True).clamp_min(1)
     return torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum(1)).mean()
-
-
-def build_quantizer(name: str, embed_dim: int, options: dict[str, Any]) -> Quantizer:
-    """Build the quantizer registered as ``name``; ``options`` fill its config dataclass."""
-    importlib.import_module(__package__)  # importing the package registers every quantizer
-
-    if name not in QUANTIZERS:
-        known = ", ".join(sorted(QUANTIZERS))
-        raise ValueError(f"unknown quantizer {name!r}; known quantizers: {known}")
-    cls, config_cls = QUANTIZERS[name]
-    return cls(embed_dim, make_quantizer_config(name, options))
-
-
-def make_quantizer_config(name: str, options: dict[str, Any]) -> Any:
-    """Fill the config dataclass of quantizer ``name``, refusing unknown option names and wrong types."""
-    importlib.import_module(__package__)
-    if not isinstance(name, str) or name not in QUANTIZERS:
-        known = ", ".join(sorted(QUANTIZERS))
-        raise ValueError(f"unknown quantizer {name!r}; known quantizers: {known}")
-    config_cls = QUANTIZERS[name][1]
-    known_fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(options) - set(known_fields))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for quantizer {name!r}; its options are: {', '.join(known_fields)}"
-        )
-    for key, value in options.items():
-        known = known_fields[key]
-        default = known.default
-        if default is dataclasses.MISSING and known.default_factory is not dataclasses.MISSING:
-            default = known.default_factory()
-        _check_option_type(name, key, value, default)
-    return config_cls(**options)
-
-
-def _check_option_type(quantizer: str, key: str, value: Any, default: Any) -> None:
-    """The dataclass defaults fix each option's type; an int may stand where a float is expected."""
-    if default is dataclasses.MISSING or default is None:
-        return
-    expected = type(default)
-    ok = _is_instance(value, expected)
-    if expected in (list, tuple) and isinstance(value, (list, tuple)):
-        # A sequence option: its elements must have the type of the default's elements (levels: [8, 5, 5]).
-        ok = not default or all(_is_instance(item, type(default[0])) for item in value)
-        if not ok:
-            raise ValueError(
-                f"quantizer {quantizer!r} option {key!r} must be a list of {type(default[0]).__name__}, got {value!r}"
-            )
-    if not ok:
-        raise ValueError(
-            f"quantizer {quantizer!r} option {key!r} must be {expected.__name__}, got {type(value).__name__} {value!r}"
-        )
-
-
-def _is_instance(value: Any, expected: type) -> bool:
-    if isinstance(value, bool) and expected is not bool:
-        return False  # True is an int to Python, never a count or a weight to a config
-    if expected is float and isinstance(value, int):
-        return True
-    return isinstance(value, expected)

@@ -19,8 +19,6 @@ Vectors are stored flat as ``[G*K, d]``, which for one group is the ``[K, d]`` l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,11 +26,11 @@ from torch import nn
 from .distances import grouped_nearest_code
 from .distributed import all_reduce_sum_
 from .kmeans import cluster_counts, cluster_sums, kmeans, random_rows
+from .options import QuantizerOptions
 
 
-@dataclass
-class CodebookUpkeepConfig:
-    """Options shared by every quantizer built on :class:`Codebook` (its config dataclass inherits them)."""
+class CodebookUpkeepConfig(QuantizerOptions):
+    """Options shared by every quantizer built on :class:`Codebook` (its config model inherits them)."""
 
     kmeans_init: bool = False  # replace the random init by k-means on the first training batch
     kmeans_iters: int = 10  # Lloyd iterations of that init

@@ -8,18 +8,18 @@ the class is the VQ one, built over an EMA-learned :class:`.codebook.Codebook`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
-from .base import register_quantizer
+from .registry import register_quantizer
 from .vq import VectorQuantizer, VQConfig
 
 
-@dataclass
 class EMAConfig(VQConfig):
+    name: Literal["ema"] = "ema"
     decay: float = 0.99  # EMA decay of the per-code counts and sums
     eps: float = 1e-5  # Laplace smoothing of the counts
 
 
-@register_quantizer("ema", EMAConfig)
+@register_quantizer(EMAConfig)
 class EMAQuantizer(VectorQuantizer):
     uses_ema = True

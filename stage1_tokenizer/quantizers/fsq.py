@@ -13,21 +13,23 @@ The rounded integers are divided by ``L // 2`` so the quantized values lie in ``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
+from .base import Quantized, Quantizer, linear_fp32, straight_through
+from .options import QuantizerOptions
+from .registry import register_quantizer
 
 
-@dataclass
-class FSQConfig:
-    levels: tuple = (8, 5, 5, 5)  # integers per channel; the codebook has prod(levels) codes
+class FSQConfig(QuantizerOptions):
+    name: Literal["fsq"] = "fsq"
+    levels: list[int] = [8, 5, 5, 5]  # integers per channel; the codebook has prod(levels) codes
     eps: float = 1e-3  # keeps the bound just outside the outermost integers so they are reached
 
 
-@register_quantizer("fsq", FSQConfig)
+@register_quantizer(FSQConfig)
 class FiniteScalarQuantizer(Quantizer):
     def __init__(self, embed_dim: int, config: FSQConfig):
         super().__init__()

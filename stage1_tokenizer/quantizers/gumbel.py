@@ -16,18 +16,20 @@ same PSNR; at the default 0.05 a one-epoch run used 75% (with the cosine learnin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, linear_fp32, register_quantizer
+from .base import Quantized, Quantizer, linear_fp32
+from .options import QuantizerOptions
+from .registry import register_quantizer
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
-@dataclass
-class GumbelConfig:
+class GumbelConfig(QuantizerOptions):
+    name: Literal["gumbel"] = "gumbel"
     codebook_size: int = 512
     hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
     tau_start: float = 1.0
@@ -39,7 +41,7 @@ class GumbelConfig:
     kl_ramp_fraction: float = 0.1  # share of the run over which the KL weight rises from 0 (cosine)
 
 
-@register_quantizer("gumbel", GumbelConfig)
+@register_quantizer(GumbelConfig)
 class GumbelQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: GumbelConfig):
         super().__init__()

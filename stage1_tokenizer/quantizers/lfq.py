@@ -20,20 +20,22 @@ process's batch (a loss term, not codebook state).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
+from .base import Quantized, Quantizer, linear_fp32, straight_through
+from .options import QuantizerOptions
+from .registry import register_quantizer
 
 
 MAX_BITS = 20
 
 
-@dataclass
-class LFQConfig:
+class LFQConfig(QuantizerOptions):
+    name: Literal["lfq"] = "lfq"
     bits: int = 10  # the codebook has 2^bits codes
     commitment_weight: float = 0.25
     entropy_weight: float = 0.1  # overall weight of the entropy penalty
@@ -66,7 +68,7 @@ def lfq_entropies(x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, to
     return sample_entropy, codebook_entropy
 
 
-@register_quantizer("lfq", LFQConfig)
+@register_quantizer(LFQConfig)
 class LookupFreeQuantizer(Quantizer):
     def __init__(self, embed_dim: int, config: LFQConfig):
         super().__init__()

@@ -8,16 +8,17 @@ are looked up at once with batched fp32 distances (``baddbmm``). Losses as in VQ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from .base import Quantized, Quantizer, register_quantizer, straight_through
+from .base import Quantized, Quantizer, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .registry import register_quantizer
 
 
-@dataclass
 class PQConfig(CodebookUpkeepConfig):
+    name: Literal["pq"] = "pq"
     codebook_size: int = 512  # per group
     groups: int = 2  # code channels; must divide the embedding dimension
     beta: float = 0.25  # commitment weight on the encoder term
@@ -26,7 +27,7 @@ class PQConfig(CodebookUpkeepConfig):
     eps: float = 1e-5  # Laplace smoothing of EMA counts (with ema)
 
 
-@register_quantizer("pq", PQConfig)
+@register_quantizer(PQConfig)
 class ProductQuantizer(Quantizer):
     def __init__(self, embed_dim: int, config: PQConfig):
         super().__init__()

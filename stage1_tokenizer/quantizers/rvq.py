@@ -12,17 +12,18 @@ in the same order whatever depth each process drew.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from .base import Quantized, Quantizer, register_quantizer, straight_through
+from .base import Quantized, Quantizer, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .registry import register_quantizer
 
 
-@dataclass
 class RVQConfig(CodebookUpkeepConfig):
+    name: Literal["rvq"] = "rvq"
     codebook_size: int = 512  # per level
     depth: int = 4  # levels, i.e. code channels
     beta: float = 0.25  # commitment weight on the encoder term of every level
@@ -32,7 +33,7 @@ class RVQConfig(CodebookUpkeepConfig):
     quantizer_dropout: float = 0.0  # training: probability that an image uses a random prefix of the levels
 
 
-@register_quantizer("rvq", RVQConfig)
+@register_quantizer(RVQConfig)
 class ResidualVectorQuantizer(Quantizer):
     def __init__(self, embed_dim: int, config: RVQConfig):
         super().__init__()

@@ -17,21 +17,23 @@ everything, and training collapses onto it (measured on MNIST: perplexity 1.0 an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, register_quantizer
-from .distances import nearest_code, squared_distances
+from .base import Quantized, Quantizer
 from .codebook import vq_loss_terms
+from .distances import nearest_code, squared_distances
 from .kmeans import kmeans
+from .options import QuantizerOptions
+from .registry import register_quantizer
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
-@dataclass
-class SoftConfig:
+class SoftConfig(QuantizerOptions):
+    name: Literal["soft"] = "soft"
     codebook_size: int = 512
     temperature: float = 1.0  # of softmax(-||z - e||^2 / (temperature * s)), at the first training step
     temperature_end: float = 0.01  # reached after anneal_fraction of the run and kept
@@ -46,7 +48,7 @@ class SoftConfig:
     kmeans_iters: int = 10
 
 
-@register_quantizer("soft", SoftConfig)
+@register_quantizer(SoftConfig)
 class SoftQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: SoftConfig):
         super().__init__()

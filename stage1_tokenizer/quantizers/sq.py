@@ -26,19 +26,21 @@ Checked against the authors' code (sony/sqvae, ``vision/``, the ``gaussian_1`` m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, register_quantizer
+from .base import Quantized, Quantizer
 from .distances import squared_distances
+from .options import QuantizerOptions
+from .registry import register_quantizer
 from .schedules import RunSchedule, check_schedule, interpolate
 
 
-@dataclass
-class SQConfig:
+class SQConfig(QuantizerOptions):
+    name: Literal["sq"] = "sq"
     codebook_size: int = 512
     init_variance: float = 10.0  # initial exp(param) of s^2 = floor + exp(param); the authors' start for 64-d codes
     variance_floor: float = 1.0  # the authors' gaussian_1: s^2 = exp(0) + exp(param)
@@ -50,7 +52,7 @@ class SQConfig:
     loss_weight: float = 1.0  # multiplies the latent KL (1 = the ELBO)
 
 
-@register_quantizer("sq", SQConfig)
+@register_quantizer(SQConfig)
 class StochasticQuantizer(RunSchedule, Quantizer):
     def __init__(self, embed_dim: int, config: SQConfig):
         super().__init__()

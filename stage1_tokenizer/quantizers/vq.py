@@ -11,19 +11,20 @@ Options beyond the paper, each off by default:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Quantized, Quantizer, linear_fp32, register_quantizer, straight_through
+from .base import Quantized, Quantizer, linear_fp32, straight_through
 from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .registry import register_quantizer
 from .rotation import rotate_onto_codes
 
 
-@dataclass
 class VQConfig(CodebookUpkeepConfig):
+    name: Literal["vq"] = "vq"
     codebook_size: int = 512
     beta: float = 0.25  # commitment weight, applied to the encoder term ||z_e - sg[e]||^2
     cosine: bool = False  # compare directions: l2-normalised inputs and codes
@@ -31,7 +32,7 @@ class VQConfig(CodebookUpkeepConfig):
     rotation_trick: bool = False  # rotation-trick gradient (Fifty et al. 2024) instead of straight-through
 
 
-@register_quantizer("vq", VQConfig)
+@register_quantizer(VQConfig)
 class VectorQuantizer(Quantizer):
     uses_ema = False  # the ema quantizer reuses this class with EMA-learned codes
 
