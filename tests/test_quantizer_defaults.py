@@ -16,7 +16,7 @@ from stage1_tokenizer.config import TokenizerConfig
 from stage1_tokenizer.evaluate import low_usage_message
 from stage1_tokenizer.losses import reconstruction_loss
 from stage1_tokenizer.quantizers import build_quantizer
-from stage1_tokenizer.quantizers.codebook import Codebook, CodebookUpkeepConfig
+from stage1_tokenizer.quantizers.codebook import Codebook, CodebookOptions
 from stage1_tokenizer.tokenizer import build_tokenizer
 from pipeline.core.optim import TrainConfig, lr_lambda
 
@@ -28,8 +28,8 @@ def test_a_dead_code_is_restarted_within_the_promised_steps():
     ceil(ln u / ln(1/0.9)) steps, and is then moved onto an encoder output."""
     torch.manual_seed(0)
     size, n = 16, 256
-    upkeep = CodebookUpkeepConfig(restart=True)
-    book = Codebook(size, 2, upkeep=upkeep).train()
+    upkeep = CodebookOptions(restart=True)
+    book = Codebook(size, 2, options=upkeep).train()
     with torch.no_grad():
         book.weight.copy_(torch.randn(size, 2) * 0.1)
         book.weight[3] = torch.tensor([100.0, 100.0])  # far from every input: dead from the first step

@@ -28,6 +28,7 @@ VARIANTS = {
     "vq-lowdim": ("vq", {"codebook_size": 16, "codebook_dim": 2}, [16]),
     "vq-rotation": ("vq", {"codebook_size": 16, "rotation_trick": True}, [16]),
     "vq-upkeep": ("vq", {"codebook_size": 16, "kmeans_init": True, "restart": True, "usage_decay": 0.5}, [16]),
+    "vq-ema": ("vq", {"codebook_size": 16, "ema": True}, [16]),
     "ema": ("ema", {"codebook_size": 16}, [16]),
     "ema-upkeep": ("ema", {"codebook_size": 16, "kmeans_init": True, "restart": True, "cosine": True}, [16]),
     "gumbel": ("gumbel", {"codebook_size": 16}, [16]),

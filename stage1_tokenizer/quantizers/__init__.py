@@ -5,14 +5,14 @@ pydantic union discriminated by ``name``; ``parse_quantizer_config({name: ..., *
 ``quantizer_from_config(config, embed_dim)`` builds the quantizer, ``build_quantizer(name, embed_dim, options)``
 does both.
 
-- ``vq``: nearest code, codebook + beta * commitment loss (options: cosine, low-dim lookup, k-means init,
-  dead-code restarts, rotation trick)
-- ``ema``: the same with codes learned as EMAs of their assigned outputs (commitment loss only)
+- ``vq``: nearest code, codebook + beta * commitment loss (options: EMA-learned codes, cosine, low-dim lookup,
+  k-means init, dead-code restarts, rotation trick)
+- ``ema``: preset, ``vq`` with ``ema: true``: codes learned as EMAs of their assigned outputs (commitment loss only)
 - ``gumbel``: Gumbel-softmax over codebook logits with an annealed temperature and a KL to uniform
 - ``fsq``: finite scalar quantization (bounded, rounded channels; an implicit grid codebook)
 - ``lfq``: lookup-free quantization (sign bits) with an entropy penalty
-- ``rvq``: residual VQ, one code per level, with optional quantizer dropout
-- ``pq``: product VQ, one code per channel group
+- ``rvq``: residual VQ, one code per level, with optional quantizer dropout and EMA-learned codes
+- ``pq``: product VQ, one code per channel group, with optional EMA-learned codes
 - ``sq``: SQ-VAE's Gaussian stochastic quantization with a learned variance
 - ``soft``: softmax-weighted mix of codes in training, nearest code at eval
 """

@@ -1,12 +1,13 @@
 """A bank of codebooks looked up by nearest neighbour, and the upkeep that keeps their codes in use.
 
-Shared by the ``vq``, ``ema``, ``rvq`` and ``pq`` quantizers. ``G`` independent codebooks of ``K`` vectors of
-size ``d`` (one for plain VQ, one per group for product VQ) are looked up together with batched fp32 distances.
-The vectors are learned either
+Shared by the ``vq``, ``ema``, ``rvq`` and ``pq`` quantizers, whose config models inherit
+:class:`CodebookOptions`. ``G`` independent codebooks of ``K`` vectors of size ``d`` (one for plain VQ, one per
+group for product VQ) are looked up together with batched fp32 distances. The vectors are learned either
 
-- by gradient: a Parameter moved by the codebook loss ``||sg[z] - e||^2``, or
-- by exponential moving averages of the encoder outputs assigned to each code (van den Oord et al. 2017,
-  appendix A.1), with Laplace smoothing of the counts so a code that nobody uses never divides by zero.
+- by gradient (the default): a Parameter moved by the codebook loss ``||sg[z] - e||^2``, or
+- with ``ema: true``, by exponential moving averages of the encoder outputs assigned to each code (van den Oord
+  et al. 2017, appendix A.1), with Laplace smoothing of the counts so a code that nobody uses never divides by
+  zero. Such codes get no gradient, so their quantizer's loss is the commitment term only.
 
 Optional upkeep against codebook collapse, reduced across processes under DDP so all replicas stay identical:
 
@@ -29,9 +30,12 @@ from .kmeans import cluster_counts, cluster_sums, kmeans, random_rows
 from .options import QuantizerOptions
 
 
-class CodebookUpkeepConfig(QuantizerOptions):
+class CodebookOptions(QuantizerOptions):
     """Options shared by every quantizer built on :class:`Codebook` (its config model inherits them)."""
 
+    ema: bool = False  # learn codes as EMAs of their assigned encoder outputs instead of by gradient
+    decay: float = 0.99  # EMA decay of the per-code counts and sums (with ema)
+    eps: float = 1e-5  # Laplace smoothing of the EMA counts (with ema)
     kmeans_init: bool = False  # replace the random init by k-means on the first training batch
     kmeans_iters: int = 10  # Lloyd iterations of that init
     restart: bool = False  # move dead codes onto random encoder outputs of the current batch
@@ -53,13 +57,17 @@ def vq_loss_terms(x: torch.Tensor, quantized: torch.Tensor) -> tuple[torch.Tenso
     return codebook_term, commitment_term
 
 
-def check_upkeep(config: CodebookUpkeepConfig) -> None:
+def check_options(config: CodebookOptions) -> None:
     if config.kmeans_iters < 1 and config.kmeans_init:
         raise ValueError(f"quantizer.kmeans_iters must be at least 1 with kmeans_init, got {config.kmeans_iters}")
     if config.dead_code_threshold < 0:
         raise ValueError(f"quantizer.dead_code_threshold must be non-negative, got {config.dead_code_threshold}")
     if not 0.0 <= config.usage_decay < 1.0:
         raise ValueError(f"quantizer.usage_decay must be in [0, 1), got {config.usage_decay}")
+    if config.ema and not 0.0 <= config.decay < 1.0:
+        raise ValueError(f"quantizer.decay must be in [0, 1), got {config.decay}")
+    if config.eps <= 0:
+        raise ValueError(f"quantizer.eps must be positive, got {config.eps}")
 
 
 class Codebook(nn.Module):
@@ -74,32 +82,26 @@ class Codebook(nn.Module):
         size: int,
         dim: int,
         groups: int = 1,
-        upkeep: CodebookUpkeepConfig | None = None,
-        ema_decay: float | None = None,
-        ema_eps: float = 1e-5,
+        options: CodebookOptions | None = None,
         cosine: bool = False,
     ):
         super().__init__()
-        upkeep = upkeep or CodebookUpkeepConfig()
-        check_upkeep(upkeep)
+        options = options or CodebookOptions()
+        check_options(options)
         if size <= 0 or dim <= 0 or groups <= 0:
             raise ValueError(f"codebook needs positive size, dim and groups, got {size}, {dim}, {groups}")
-        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"quantizer.decay must be in [0, 1), got {ema_decay}")
-        if ema_eps <= 0:
-            raise ValueError(f"quantizer.eps must be positive, got {ema_eps}")
         self.size, self.dim, self.groups = size, dim, groups
         self.cosine = cosine
-        self.kmeans_iters = upkeep.kmeans_iters
-        self.restart = upkeep.restart
-        self.dead_code_threshold = upkeep.dead_code_threshold
-        self.usage_decay = upkeep.usage_decay
-        self.ema_decay = ema_decay
-        self.ema_eps = ema_eps
+        self.kmeans_iters = options.kmeans_iters
+        self.restart = options.restart
+        self.dead_code_threshold = options.dead_code_threshold
+        self.usage_decay = options.usage_decay
+        self.ema_decay = options.decay if options.ema else None
+        self.ema_eps = options.eps
 
         bound = 1.0 / size  # the small uniform init of the VQ-VAE reference implementations
         init = torch.empty(groups * size, dim).uniform_(-bound, bound)
-        if ema_decay is None:
+        if self.ema_decay is None:
             self.weight = nn.Parameter(init)
         else:
             self.register_buffer("weight", init)
@@ -107,7 +109,7 @@ class Codebook(nn.Module):
             self.register_buffer("ema_count", torch.ones(groups * size))
             self.register_buffer("ema_sum", init.clone())
         # Persistent, so a reloaded model does not run k-means again when training resumes.
-        self.register_buffer("initialized", torch.tensor(not upkeep.kmeans_init))
+        self.register_buffer("initialized", torch.tensor(not options.kmeans_init))
         if self.restart:
             self.register_buffer("usage_ema", torch.zeros(groups * size))
             self.register_buffer("usage_started", torch.tensor(False))
@@ -140,6 +142,19 @@ class Codebook(nn.Module):
         if self.training:
             self._update_statistics(x.detach().float(), indices)
         return indices, quantized
+
+    def loss(self, x: torch.Tensor, quantized: torch.Tensor, beta: float):
+        """``(loss, codebook term, commitment term)`` of ``x`` quantized by this codebook.
+
+        The commitment term (weighted by beta) keeps the encoder close to its codes; the codebook term moves
+        gradient-learned codes toward the encoder outputs. EMA codes learn from their running averages instead,
+        so their loss is the commitment term only.
+        """
+        codebook_term, commitment_term = vq_loss_terms(x, quantized)
+        loss = beta * commitment_term
+        if not self.learned_by_ema:
+            loss = loss + codebook_term
+        return loss, codebook_term, commitment_term
 
     # --- upkeep ------------------------------------------------------------------------------------------------
     @torch.no_grad()

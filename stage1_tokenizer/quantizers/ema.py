@@ -1,9 +1,8 @@
-"""VQ with an EMA codebook (van den Oord et al. 2017, appendix A.1; Razavi et al. 2019 for VQ-VAE-2).
+"""The ``ema`` preset: ``vq`` with ``ema: true`` (van den Oord et al. 2017, appendix A.1; Razavi et al. 2019).
 
-Each code is the running average of the encoder outputs assigned to it, with Laplace-smoothed counts; the
-codes get no gradient, so the loss is the commitment term only (beta on ``||z_e - sg[e]||^2``). Every option
-of the ``vq`` quantizer (cosine, codebook_dim, k-means init, dead-code restart, rotation trick) works here too:
-the class is the VQ one, built over an EMA-learned :class:`.codebook.Codebook`.
+Each code is the running average of the encoder outputs assigned to it, with Laplace-smoothed counts; the codes
+get no gradient, so the loss is the commitment term only. The preset keeps its own name so that configs and saved
+tokenizers that say ``name: ema`` still load; every ``vq`` option works here too, and it builds the ``vq`` class.
 """
 
 from __future__ import annotations
@@ -16,10 +15,7 @@ from .vq import VectorQuantizer, VQConfig
 
 class EMAConfig(VQConfig):
     name: Literal["ema"] = "ema"
-    decay: float = 0.99  # EMA decay of the per-code counts and sums
-    eps: float = 1e-5  # Laplace smoothing of the counts
+    ema: Literal[True] = True  # the preset's point; plain vq is name: vq
 
 
-@register_quantizer(EMAConfig)
-class EMAQuantizer(VectorQuantizer):
-    uses_ema = True
+register_quantizer(EMAConfig)(VectorQuantizer)

@@ -2,8 +2,8 @@
 quantize each group with its own codebook.
 
 Codes are ``[B, H, W, g]``, one per group, so ``g`` codebooks of ``K`` codes stand for ``K^g`` vectors. All groups
-are looked up at once with batched fp32 distances (``baddbmm``). Losses as in VQ (or commitment only with
-``ema``); k-means init and dead-code restart run per group (see :mod:`.codebook`).
+are looked up at once with batched fp32 distances. Losses as in VQ (or commitment only with ``ema: true``);
+k-means init and dead-code restart run per group (see :mod:`.codebook`).
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from typing import Literal
 import torch
 
 from .base import Quantized, Quantizer, straight_through
-from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .codebook import Codebook, CodebookOptions
 from .registry import register_quantizer
 
 
-class PQConfig(CodebookUpkeepConfig):
+class PQConfig(CodebookOptions):
     name: Literal["pq"] = "pq"
     codebook_size: int = 512  # per group
     groups: int = 2  # code channels; must divide the embedding dimension
     beta: float = 0.25  # commitment weight on the encoder term
-    ema: bool = False  # EMA-learned codes instead of gradient-learned ones
-    decay: float = 0.99  # EMA decay (with ema)
-    eps: float = 1e-5  # Laplace smoothing of EMA counts (with ema)
 
 
 @register_quantizer(PQConfig)
@@ -41,23 +38,13 @@ class ProductQuantizer(Quantizer):
         self.embed_dim = embed_dim
         self.group_dim = embed_dim // config.groups
         self.codebook_sizes = [config.codebook_size] * config.groups
-        self.codebook = Codebook(
-            config.codebook_size,
-            self.group_dim,
-            groups=config.groups,
-            upkeep=config,
-            ema_decay=config.decay if config.ema else None,
-            ema_eps=config.eps,
-        )
+        self.codebook = Codebook(config.codebook_size, self.group_dim, groups=config.groups, options=config)
         self._init_usage()
 
     def quantize(self, x: torch.Tensor) -> Quantized:
         grouped = x.view(-1, self.config.groups, self.group_dim).transpose(0, 1)  # [g, N, D/g]
         indices, quantized = self.codebook(grouped)
-        codebook_loss, commitment_loss = vq_loss_terms(grouped, quantized)
-        loss = self.config.beta * commitment_loss
-        if not self.config.ema:
-            loss = loss + codebook_loss
+        loss, codebook_loss, commitment_loss = self.codebook.loss(grouped, quantized, self.config.beta)
         joined = quantized.transpose(0, 1).reshape(-1, self.embed_dim)
         stats = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach()}
         if self.config.restart:

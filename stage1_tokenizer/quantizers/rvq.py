@@ -1,8 +1,8 @@
 """Residual VQ (Zeghidour et al. 2021, SoundStream): each level quantizes what the previous levels left over.
 
 Codes are ``[B, H, W, depth]`` and the features are the sum of one code per level. Each level is a VQ codebook
-(gradient-learned, codebook + beta * commitment loss) or an EMA codebook (commitment only), with the k-means
-init and dead-code restart of :mod:`.codebook`. The level losses are summed.
+(gradient-learned, codebook + beta * commitment loss) or, with ``ema: true``, an EMA codebook (commitment only),
+with the k-means init and dead-code restart of :mod:`.codebook`. The level losses are summed.
 
 Quantizer dropout (SoundStream): in training, each image is decoded from the first ``n`` levels only, ``n``
 uniform in ``1..depth``, with probability ``quantizer_dropout``, so that shallower prefixes of the codes decode
@@ -18,18 +18,15 @@ import torch
 from torch import nn
 
 from .base import Quantized, Quantizer, straight_through
-from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .codebook import Codebook, CodebookOptions
 from .registry import register_quantizer
 
 
-class RVQConfig(CodebookUpkeepConfig):
+class RVQConfig(CodebookOptions):
     name: Literal["rvq"] = "rvq"
     codebook_size: int = 512  # per level
     depth: int = 4  # levels, i.e. code channels
     beta: float = 0.25  # commitment weight on the encoder term of every level
-    ema: bool = False  # EMA-learned codes instead of gradient-learned ones
-    decay: float = 0.99  # EMA decay (with ema)
-    eps: float = 1e-5  # Laplace smoothing of EMA counts (with ema)
     quantizer_dropout: float = 0.0  # training: probability that an image uses a random prefix of the levels
 
 
@@ -46,16 +43,8 @@ class ResidualVectorQuantizer(Quantizer):
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size] * config.depth
-        self.levels = nn.ModuleList(
-            Codebook(
-                config.codebook_size,
-                embed_dim,
-                upkeep=config,
-                ema_decay=config.decay if config.ema else None,
-                ema_eps=config.eps,
-            )
-            for _ in range(config.depth)
-        )
+        self.levels = nn.ModuleList(Codebook(config.codebook_size, embed_dim, options=config)
+                                    for _ in range(config.depth))
         self._init_usage()
 
     def forward(self, z: torch.Tensor):
@@ -70,10 +59,8 @@ class ResidualVectorQuantizer(Quantizer):
         for level in self.levels:  # a loop over the few levels; each lookup is vectorised over positions
             indices, quantized = level(residual[None])
             indices, quantized = indices[0], quantized[0]
-            codebook_loss, commitment_loss = vq_loss_terms(residual, quantized)
-            loss = loss + self.config.beta * commitment_loss
-            if not self.config.ema:
-                loss = loss + codebook_loss
+            level_loss, _, commitment_loss = level.loss(residual, quantized, self.config.beta)
+            loss = loss + level_loss
             commitment_total = commitment_total + commitment_loss.detach()
             level_vectors.append(quantized)
             level_indices.append(indices)

@@ -5,7 +5,8 @@ Options beyond the paper, each off by default:
 - ``cosine``: l2-normalise encoder outputs and codes, so the nearest code is the one at the smallest angle;
 - ``codebook_dim``: look codes up in a small space (a linear map per position, i.e. a 1x1 convolution, in and
   out), which with ``cosine`` is the factorised, normalised lookup of ViT-VQGAN (Yu et al. 2022);
-- ``kmeans_init`` and ``restart`` (dead-code restart): see :mod:`.codebook`;
+- ``ema``: codes learned as EMAs of their assigned encoder outputs (commitment loss only), ``kmeans_init`` and
+  ``restart`` (dead-code restart): see :mod:`.codebook`;
 - ``rotation_trick``: the gradient estimator of :mod:`.rotation` instead of straight-through.
 """
 
@@ -18,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, linear_fp32, straight_through
-from .codebook import Codebook, CodebookUpkeepConfig, vq_loss_terms
+from .codebook import Codebook, CodebookOptions
 from .registry import register_quantizer
 from .rotation import rotate_onto_codes
 
 
-class VQConfig(CodebookUpkeepConfig):
+class VQConfig(CodebookOptions):
     name: Literal["vq"] = "vq"
     codebook_size: int = 512
     beta: float = 0.25  # commitment weight, applied to the encoder term ||z_e - sg[e]||^2
@@ -34,8 +35,6 @@ class VQConfig(CodebookUpkeepConfig):
 
 @register_quantizer(VQConfig)
 class VectorQuantizer(Quantizer):
-    uses_ema = False  # the ema quantizer reuses this class with EMA-learned codes
-
     def __init__(self, embed_dim: int, config: VQConfig):
         super().__init__()
         if config.codebook_size <= 0:
@@ -50,14 +49,7 @@ class VectorQuantizer(Quantizer):
         lookup_dim = config.codebook_dim or embed_dim
         self.project_in = nn.Linear(embed_dim, lookup_dim) if config.codebook_dim else None
         self.project_out = nn.Linear(lookup_dim, embed_dim) if config.codebook_dim else None
-        self.codebook = Codebook(
-            config.codebook_size,
-            lookup_dim,
-            upkeep=config,
-            ema_decay=getattr(config, "decay", 0.0) if self.uses_ema else None,
-            ema_eps=getattr(config, "eps", 1e-5),
-            cosine=config.cosine,
-        )
+        self.codebook = Codebook(config.codebook_size, lookup_dim, options=config, cosine=config.cosine)
         self._init_usage()
 
     def _to_lookup_space(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,14 +64,7 @@ class VectorQuantizer(Quantizer):
         x = self._to_lookup_space(x)
         indices, quantized = self.codebook(x[None])
         indices, quantized = indices[0], quantized[0]
-
-        # The codebook term moves the codes toward the encoder outputs; the commitment term (weighted by beta)
-        # keeps the encoder close to its codes. Each term stops the gradient of the other side. EMA codes learn
-        # from their running averages instead, so they take only the commitment term.
-        codebook_loss, commitment_loss = vq_loss_terms(x, quantized)
-        loss = self.config.beta * commitment_loss
-        if not self.uses_ema:
-            loss = loss + codebook_loss
+        loss, codebook_loss, commitment_loss = self.codebook.loss(x, quantized, self.config.beta)
 
         if self.config.rotation_trick and torch.is_grad_enabled():
             passed = rotate_onto_codes(x, quantized)
