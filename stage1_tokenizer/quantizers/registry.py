@@ -70,6 +70,7 @@ def build_quantizer(name: str, embed_dim: int, options: Mapping[str, Any]) -> Qu
 
 
 def quantizer_from_config(config: QuantizerOptions, embed_dim: int) -> Quantizer:
+    """Build the quantizer class registered for ``config.name`` (``ema`` and ``vq`` share one) from ``config``."""
     quantizer_cls, _ = QUANTIZERS[config.name]
     return quantizer_cls(embed_dim, config)
 
