@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("VQGEN_NO_PROGRESS", "1")
 
@@ -31,58 +30,50 @@ def main() -> None:
 
     import torch
 
-    from pipeline import steps
     from pipeline.config import load_config
     from pipeline.core.files import read_json, write_json, write_text
+    from pipeline.run_paths import METRICS_FILE, RunPaths
+    from pipeline.runner import run_step
+    from pipeline.steps import fid, prior, sample, tokenize, tokenizer
     from stage2_prior.config import SampleControls
     from stage2_prior.persistence import load_prior
 
     def config_for(arch: str):
         return load_config(args.config, [*args.sets, f"prior.arch={arch}", f"sample.n={args.n}"])
 
-    def stale(marker: Path, expected: str) -> bool:
-        return steps.recorded_fingerprint(marker) != expected
+    def timed(step) -> None:  # the training steps' seconds go into the table
+        seconds = run_step(step)
+        if seconds is not None:
+            timings[step.name] = seconds
 
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     cfg = config_for(archs[0])
-    paths = steps.RunPaths(cfg.run_dir)
+    paths = RunPaths(cfg.run_dir)
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    if stale(paths.tokenizer / "config.json", steps.tokenizer_fingerprint(cfg)):
-        steps.train_tokenizer(cfg, paths.tokenizer)
-        timings["tokenizer"] = round(time.perf_counter() - started, 1)
+    timed(tokenizer.step(cfg, paths))
     for split in ("train", "test"):
-        if stale(paths.codes(split) / "meta.json", steps.codes_fingerprint(cfg, paths.tokenizer)):
-            steps.tokenize(cfg, paths.tokenizer, paths.root / "codes", splits=(split,))
+        run_step(tokenize.step(cfg, paths, split))
 
     rows = []
     for index, arch in enumerate(archs):
         cfg = config_for(arch)
-        prior_dir, samples_dir = paths.prior(arch), paths.samples(arch)
-        report_dir = paths.root / f"report-{arch}"
-        started = time.perf_counter()
-        if stale(prior_dir / "config.json", steps.prior_fingerprint(cfg, paths.codes("train"))):
-            steps.train_prior(cfg, paths.root / "codes", prior_dir)
-            timings[f"prior {arch}"] = round(time.perf_counter() - started, 1)
+        timed(prior.step(cfg, paths, arch))
 
-        prior, provenance = load_prior(prior_dir)
+        prior_model, provenance = load_prior(paths.prior(arch))
         controls = SampleControls(**cfg.sample.model_dump(include=set(SampleControls.model_fields)))
-        labels = torch.arange(64) % prior.config.num_classes if prior.config.num_classes else None
+        labels = torch.arange(64) % prior_model.config.num_classes if prior_model.config.num_classes else None
         with torch.no_grad():
-            prior.sample(8, None if labels is None else labels[:8], controls,
-                         generator=torch.Generator().manual_seed(1))  # warm-up
+            prior_model.sample(8, None if labels is None else labels[:8], controls,
+                               generator=torch.Generator().manual_seed(1))  # warm-up
             tick = time.perf_counter()
-            prior.sample(64, labels, controls, generator=torch.Generator().manual_seed(1))
+            prior_model.sample(64, labels, controls, generator=torch.Generator().manual_seed(1))
             seconds_64 = time.perf_counter() - tick
 
-        expected = steps.samples_fingerprint(cfg, prior_dir, paths.tokenizer)
-        if stale(samples_dir / "meta.json", expected):
-            steps.sample(cfg, prior_dir, paths.tokenizer, samples_dir, expected)
-        expected = steps.report_fingerprint(cfg, samples_dir, paths.tokenizer)
-        if stale(report_dir / "metrics.json", expected):
-            # rFID once (it depends on the tokenizer only), with the first prior's report
-            steps.fid_report(cfg, samples_dir, paths.tokenizer if index == 0 else None, report_dir, expected)
-        metrics = read_json(report_dir / "metrics.json")
+        run_step(sample.step(cfg, paths, arch))
+        # rFID once (it depends on the tokenizer only), with the first prior's report
+        report_dir = paths.arch_report(arch)
+        run_step(fid.step(cfg, paths, arch, out=report_dir, with_rfid=index == 0))
+        metrics = read_json(report_dir / METRICS_FILE)
         generation = metrics["generation"]
         row = {"arch": arch, "test_bits_per_code": provenance.get("test_bits_per_code"),
                "fid": generation["fid"], "kid": generation.get("kid_mean"),

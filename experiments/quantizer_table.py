@@ -19,7 +19,6 @@ import os
 import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("VQGEN_NO_PROGRESS", "1")
@@ -58,12 +57,14 @@ def main() -> None:
     import torch
 
     from pipeline import fid as fid_lib
-    from pipeline import steps
     from pipeline.config import load_config
+    from pipeline.core.files import CONFIG_FILE, read_json
     from pipeline.core.images import to_float, to_uint8
     from pipeline.datasets import load_split
-    from pipeline.core.files import read_json
     from pipeline.image_sources import load_images
+    from pipeline.run_paths import RunPaths
+    from pipeline.runner import run_step
+    from pipeline.steps import tokenizer as tokenizer_step
     from stage1_tokenizer.evaluate import evaluate_tokenizer
     from stage1_tokenizer.tokenizer import Tokenizer
 
@@ -86,18 +87,18 @@ def main() -> None:
                                             f"tokenizer.train.batch_size={args.batch_size}", f"run_dir={out}",
                                             *args.set])
         test_data = test_data or load_split(cfg.data, "test")
-        tokenizer_dir = out / "tokenizer"
-        timing_file = out / "train_seconds.json"
-        if steps.recorded_fingerprint(tokenizer_dir / "config.json") != steps.tokenizer_fingerprint(cfg):
-            started = time.perf_counter()
-            steps.train_tokenizer(cfg, tokenizer_dir)
+        paths = RunPaths(cfg.run_dir)
+        tokenizer_dir = paths.tokenizer
+        timing_file = paths.root / "train_seconds.json"
+        seconds = run_step(tokenizer_step.step(cfg, paths))
+        if seconds is not None:
             earlier = read_json(timing_file)["seconds"] if timing_file.exists() else 0.0  # time before a resume
-            timing_file.write_text(json.dumps({"seconds": earlier + time.perf_counter() - started}))
+            timing_file.write_text(json.dumps({"seconds": earlier + seconds}))
         tokenizer = Tokenizer.load(tokenizer_dir)
         metrics, _ = evaluate_tokenizer(tokenizer, test_data)
         recon = torch.cat([to_uint8(tokenizer.reconstruct(to_float(chunk))) for chunk in test_data.images.split(500)])
         levels = metrics["levels"]  # one for VQ-VAE, top and bottom for VQ-VAE-2: shown as "top / bottom"
-        provenance = read_json(tokenizer_dir / "config.json").get("provenance", {})
+        provenance = read_json(tokenizer_dir / CONFIG_FILE).get("provenance", {})
         row = {"quantizer": name + args.tag, "epochs": provenance.get("epochs", args.epochs),
                "steps": provenance.get("steps"),
                "codebook": " / ".join("x".join(map(str, level["codebook_sizes"])) for level in levels.values()),

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import DataConfig, load_split
 from .core.errors import VqgenError
-
-SPLITS = ("train", "test")
+from .datasets import DataConfig, load_split
+from .option_checks import SPLITS
+from .run_paths import PNG_DIR, RunPaths
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
@@ -50,13 +50,13 @@ def image_folder(path: Path) -> Path:
     if not path.is_dir():
         raise VqgenError(f"{path} is not a folder; give a folder of images, a samples directory, a run directory "
                          f"or a dataset split ({', '.join(SPLITS)})")
-    if (path / "png").is_dir():
-        return path / "png"
-    samples = sorted(p for p in path.glob("samples-*") if (p / "png").is_dir())
+    if (path / PNG_DIR).is_dir():
+        return path / PNG_DIR
+    samples = RunPaths(path).sample_sets()
     if len(samples) > 1:
         raise VqgenError(f"{path} holds several sample sets ({', '.join(p.name for p in samples)}); "
                          f"name one of them, for example {samples[0]}")
-    return samples[0] / "png" if samples else path
+    return samples[0] / PNG_DIR if samples else path
 
 
 def load_images(spec: str | Path, data: DataConfig, limit: Optional[int], weights_sha256: str) -> ImageSource:

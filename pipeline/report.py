@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.files import atomic_path, write_json, write_text
+from .run_paths import METRICS_FILE
 
 
 def _fmt(value: Any) -> str:
@@ -51,4 +52,4 @@ def write_report(out: Path, result: dict[str, Any], grid: Path | None) -> None:
         with atomic_path(out / grid_name) as tmp:
             shutil.copyfile(grid, tmp)
     write_text(out / "report.md", render_markdown(result, grid_name))
-    write_json(out / "metrics.json", result)  # written last: its presence marks a finished report
+    write_json(out / METRICS_FILE, result)  # written last: its presence marks a finished report

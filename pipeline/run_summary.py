@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from .core.errors import VqgenError
 from .core.files import CONFIG_FILE, atomic_path, write_json, write_text
+from .run_paths import GRID_FILE, RunPaths
 
 
 def _maybe_json(path: Path) -> Optional[dict]:
@@ -29,17 +30,18 @@ def collect_run(run: Path, evaluate_tokenizer: bool = True) -> dict[str, Any]:
     if not run.is_dir():
         raise VqgenError(f"run directory {run} does not exist")
     info: dict[str, Any] = {"run": str(run), "name": run.name, "priors": {}, "fid": []}
-    tok_config = _maybe_json(run / "tokenizer" / CONFIG_FILE)
+    paths = RunPaths(run)
+    tok_config = _maybe_json(paths.tokenizer / CONFIG_FILE)
     if tok_config:
         q = tok_config.get("quantizer", {})
         info["tokenizer"] = {"arch": tok_config.get("arch"), "network": tok_config.get("network"),
                              "quantizer": q.get("name"), "quantizer_options": {k: v for k, v in q.items() if k != "name"},
                              "downsample": tok_config.get("downsample"), "image_size": tok_config.get("image_size")}
-        eval_json = run / "tokenizer" / "eval" / "eval.json"
+        eval_json = paths.tokenizer_eval / "eval.json"
         if not eval_json.exists() and evaluate_tokenizer:
             _evaluate(run, eval_json.parent)
         info["tokenizer_eval"] = _maybe_json(eval_json)
-    for prior_dir in sorted(run.glob("prior-*")):
+    for prior_dir in paths.priors():
         cfg = _maybe_json(prior_dir / CONFIG_FILE)
         if cfg:
             prior = cfg.get("prior", {})
@@ -47,13 +49,13 @@ def collect_run(run: Path, evaluate_tokenizer: bool = True) -> dict[str, Any]:
                 "dir": str(prior_dir), "test_bits_per_code": cfg.get("test_bits_per_code"),
                 "size": prior.get(prior.get("arch", ""), {}), "num_classes": prior.get("num_classes"),
             }
-    for metrics_path in sorted(run.rglob("metrics.json")):
+    for metrics_path in paths.metrics_files():
         metrics = _maybe_json(metrics_path)
         if metrics and "generation" in metrics:
             sampling = metrics.get("sampling", {})
             info["fid"].append({"report": str(metrics_path.parent), "arch": sampling.get("arch"),
                                 "controls": sampling.get("controls"), "label": sampling.get("label"),
-                                "samples_grid": str(Path(metrics["samples"]) / "grid.png"),
+                                "samples_grid": str(Path(metrics["samples"]) / GRID_FILE),
                                 **metrics["generation"], **{f"rec_{k}": v for k, v in metrics.get("reconstruction", {}).items()},
                                 "generated_count": metrics.get("protocol", {}).get("generated_count"),
                                 "protocol": metrics.get("protocol")})
@@ -68,16 +70,17 @@ def _evaluate(run: Path, out: Path) -> None:
     from .config import load_config
     from .datasets import load_split
 
-    if not (run / "config.yaml").exists():
+    paths = RunPaths(run)
+    if not paths.config.exists():
         return
-    cfg = load_config([run / "config.yaml"])
-    model = Tokenizer.load(run / "tokenizer")
+    cfg = load_config([paths.config])
+    model = Tokenizer.load(paths.tokenizer)
     data = load_split(cfg.data, "test")
     metrics, counts = evaluate_tokenizer(model, data)
     out.mkdir(parents=True, exist_ok=True)
     reconstruction_grid(model, data, out / "reconstructions.png")
     usage_histogram(counts, out / "codebook_usage.png")
-    write_json(out / "eval.json", {"tokenizer": str(run / "tokenizer"), "data": f"{cfg.data.name}/test", **metrics})
+    write_json(out / "eval.json", {"tokenizer": str(paths.tokenizer), "data": f"{cfg.data.name}/test", **metrics})
 
 
 def loss_curves(run: Path, path: Path) -> bool:
@@ -165,11 +168,12 @@ def write_run_page(info: dict, out: Path) -> None:
     """RUN/summary/: index.md, index.html, summary.json and the figures they show."""
     out.mkdir(parents=True, exist_ok=True)
     run = Path(info["run"])
+    evaluated = RunPaths(run).tokenizer_eval
     figures: list[tuple[str, str]] = []
     if loss_curves(run, out / "loss_curves.png"):
         figures.append(("Loss curves", "loss_curves.png"))
-    for title, source in (("Reconstructions (rows: original, reconstruction)", run / "tokenizer/eval/reconstructions.png"),
-                          ("Codebook usage", run / "tokenizer/eval/codebook_usage.png")):
+    for title, source in (("Reconstructions (rows: original, reconstruction)", evaluated / "reconstructions.png"),
+                          ("Codebook usage", evaluated / "codebook_usage.png")):
         if source.exists():
             with atomic_path(out / source.name) as tmp:
                 shutil.copyfile(source, tmp)

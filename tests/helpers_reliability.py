@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import pipeline.steps  # noqa: F401  (import Lightning now, so its log handler binds to the real stderr)
+import pipeline.runner  # noqa: F401  (import Lightning now, so its log handler binds to the real stderr)
 from pipeline.cli import app
 
 # 16x16 digits, a tokenizer of a few thousand weights, 5 batches of 256 per epoch (1497 training images).

@@ -95,6 +95,39 @@ def test_a_missing_config_file_is_reported_before_torch_or_lightning_is_imported
     assert "missing.yaml does not exist" in "\n".join(rest)
 
 
+def test_run_takes_its_config_with_c_as_well(tmp_path):
+    code, output = run_cli("run", "-c", str(tmp_path / "none.yaml"))
+    assert code == 2 and "none.yaml does not exist" in output
+    code, output = run_cli("pipeline", "run", "-c", str(tmp_path / "none.yaml"))
+    assert code == 2 and "none.yaml does not exist" in output
+    code, output = run_cli("run")
+    assert code == 2 and "needs a config" in output and "Traceback" not in output
+
+
+def test_wrong_option_values_and_paths_are_reported_before_torch_is_imported(tmp_path):
+    cases = [(["tokenize", "--split", "val"], "--split must be train or test"),
+             (["tokenizer", "eval", "--tokenizer", "absent"], "--tokenizer absent does not exist"),
+             (["prior", "train", "--codes", "absent"], "--codes absent does not exist"),
+             (["sample", "--npz", "samples.txt"], "ending in .npz"),
+             (["sample", "--label", "cats"], "--label takes a class index"),
+             (["sample", "--prior", "absent"], "--prior absent does not exist"),
+             (["fid", "--samples", "absent"], "--samples absent does not exist"),
+             (["fid", "--inception-weights", "absent.pth"], "absent.pth does not exist")]
+    script = ("import sys, json\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
+              f"cases = {[args for args, _ in cases]!r}\n"
+              "outputs = [(r.exit_code, r.output) for r in (CliRunner().invoke(app, a) for a in cases)]\n"
+              "print(json.dumps(['torch' in sys.modules, 'lightning' in sys.modules, outputs]))")
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    torch_loaded, lightning_loaded, outputs = json.loads(done.stdout.splitlines()[-1])
+    assert not torch_loaded and not lightning_loaded, done.stderr
+    for (args, needle), (code, output) in zip(cases, outputs):
+        assert code == 2 and needle in " ".join(output.split()), (args, output)
+
+
 def test_version_option():
     from typer.testing import CliRunner
 

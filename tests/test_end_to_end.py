@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.core.errors import VqgenError
-from pipeline import steps
+from pipeline.steps import prior as prior_step
+from pipeline.steps import sample as sample_step
+from pipeline.steps import tokenizer as tokenizer_step
 from pipeline.core.code_dataset import CodeDataset
 
 TINY = [
@@ -81,9 +83,9 @@ def test_prior_refuses_another_tokenizer(run, tmp_path):
     if not (run / "prior-gpt").exists():
         pytest.skip("needs the chain above")
     cfg = load_config([], [*TINY, f"run_dir={tmp_path}", "tokenizer.quantizer.codebook_size=8", "seed=1"])
-    other = steps.train_tokenizer(cfg, tmp_path / "tokenizer")
+    other = tokenizer_step.run(cfg, tmp_path / "tokenizer")
     with pytest.raises(VqgenError) as err:
-        steps.sample(cfg, run / "prior-gpt", other, tmp_path / "samples")
+        sample_step.run(cfg, run / "prior-gpt", other, tmp_path / "samples")
     assert "sha256" in str(err.value) and str(other) in str(err.value)
 
 
@@ -92,5 +94,5 @@ def test_prior_refuses_codes_of_another_shape(run, tmp_path):
         pytest.skip("needs the chain above")
     cfg = load_config([], [*TINY, f"run_dir={tmp_path}", "prior.codebook_sizes=[32]"])
     with pytest.raises(VqgenError) as err:
-        steps.train_prior(cfg, run / "codes", tmp_path / "prior")
+        prior_step.run(cfg, run / "codes", tmp_path / "prior")
     assert "[32]" in str(err.value) and "[16]" in str(err.value)

@@ -97,3 +97,24 @@ def test_the_graph_is_read_from_every_module():
     graph = import_graph()
     assert "pipeline.core.files" in graph and "stage1_tokenizer.quantizers.vq" in graph
     assert "pipeline.core.files" in graph["stage1_tokenizer.vqvae"]  # a real edge is seen
+
+
+STEP_MODULES = {f"pipeline.steps.{name}" for name in ("tokenizer", "tokenize", "prior", "sample", "fid")}
+
+
+def test_steps_sit_below_the_runner_and_the_cli():
+    """A step knows neither the chain that runs it nor the commands: both call the steps, never the other way."""
+    graph = import_graph()
+    wrong = [f"{source} -> {target}" for source, targets in sorted(graph.items()) for target in sorted(targets)
+             if source.startswith("pipeline.steps") and (target == "pipeline.runner" or target.startswith("pipeline.cli"))]
+    wrong += [f"{source} -> {target}" for source, targets in sorted(graph.items()) for target in sorted(targets)
+              if target.startswith("pipeline.cli") and not source.startswith("pipeline.cli")]
+    assert not wrong, "imports against the steps' layering:\n  " + "\n  ".join(wrong)
+
+
+def test_each_step_stands_alone():
+    """Steps share helpers (fingerprints, training set-up) but never import one another."""
+    graph = import_graph()
+    assert STEP_MODULES <= set(graph)
+    wrong = [f"{source} -> {target}" for source in sorted(STEP_MODULES) for target in sorted(graph[source] & STEP_MODULES)]
+    assert not wrong, "step modules importing each other:\n  " + "\n  ".join(wrong)

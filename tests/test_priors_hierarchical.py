@@ -52,9 +52,11 @@ def test_loss_weights_levels_by_code_count_and_save_load(tmp_path):
 
 
 def test_vqvae2_chain_trains_stacked_prior_and_samples_both_levels(tmp_path):
-    from pipeline import steps
     from pipeline.config import load_config
     from pipeline.core.code_dataset import CodeDataset
+    from pipeline.run_paths import RunPaths
+    from pipeline.steps import prior as prior_step
+    from pipeline.steps import sample, tokenize, tokenizer
 
     cfg = load_config([], [
         f"run_dir={tmp_path}", "data.image_size=16", "tokenizer.arch=vqvae2", "tokenizer.downsample=2",
@@ -63,15 +65,15 @@ def test_vqvae2_chain_trains_stacked_prior_and_samples_both_levels(tmp_path):
         "prior.gpt.n_layer=1", "prior.gpt.n_head=2", "prior.gpt.n_embd=16", "prior.train.max_steps=3",
         "sample.n=5", "sample.batch_size=3",
     ])
-    paths = steps.RunPaths(tmp_path)
-    steps.train_tokenizer(cfg, paths.tokenizer)
-    steps.tokenize(cfg, paths.tokenizer, tmp_path / "codes")
+    paths = RunPaths(tmp_path)
+    tokenizer.run(cfg, paths.tokenizer)
+    tokenize.run(cfg, paths.tokenizer, tmp_path / "codes")
     codes = CodeDataset(tmp_path / "codes" / "train", all_levels=True)
     assert codes.stacked and list(codes.levels) == ["top", "bottom"]
-    steps.train_prior(cfg, tmp_path / "codes", paths.prior("gpt"))
+    prior_step.run(cfg, tmp_path / "codes", paths.prior("gpt"))
     prior, provenance = load_prior(paths.prior("gpt"))
     assert isinstance(prior, HierarchicalPrior) and provenance["test_bits_per_code"] > 0
-    steps.sample(cfg, paths.prior("gpt"), paths.tokenizer, paths.samples("gpt"))
+    sample.run(cfg, paths.prior("gpt"), paths.tokenizer, paths.samples("gpt"))
     from pipeline.core.files import load_tensors
 
     sampled = load_tensors(paths.samples("gpt") / "codes.safetensors")

@@ -37,6 +37,13 @@ def trained(tmp_path_factory):
     return run
 
 
+def test_step_commands_write_their_resolved_config(trained):
+    """Each step command leaves the config it ran with beside its outputs, loadable as it is."""
+    for output in ("tokenizer", "codes", "prior-gpt"):
+        cfg = load_config([trained / output / "config.yaml"])
+        assert cfg.tokenizer.quantizer["codebook_size"] == 16 and cfg.prior.gpt.n_layer == 1, output
+
+
 def copy_run(trained: Path, tmp_path: Path, *parts: str) -> Path:
     run = tmp_path / "run"
     for part in parts:
@@ -536,7 +543,7 @@ def test_unwritable_run_directory(tmp_path):
 
 def planted_checkpoint(run: Path, content: bytes) -> Path:
     """A last.ckpt where the next `tokenizer train` with the same config resumes from."""
-    from pipeline.steps import tokenizer_fingerprint
+    from pipeline.steps.tokenizer import fingerprint as tokenizer_fingerprint
 
     cfg = load_config([], [*TOKENIZER_TINY, f"run_dir={run}"])
     ckpt_dir = run / "tokenizer" / "checkpoints"

@@ -30,14 +30,14 @@ def fake_fid_report(cfg, samples_dir, tokenizer_dir, out, fingerprint_value=None
 
 
 def stub_fid():
-    import pipeline.steps
+    import pipeline.steps.fid
 
-    pipeline.steps.fid_report = fake_fid_report
+    pipeline.steps.fid.run = fake_fid_report
 
 
 @pytest.fixture(autouse=True)
 def no_inception(monkeypatch):
-    monkeypatch.setattr("pipeline.steps.fid_report", fake_fid_report)
+    monkeypatch.setattr("pipeline.steps.fid.run", fake_fid_report)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,16 +62,16 @@ def config(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(config, tmp_path_factory):
     """One uninterrupted chain."""
-    import pipeline.steps
+    import pipeline.steps.fid
 
-    saved = pipeline.steps.fid_report
-    pipeline.steps.fid_report = fake_fid_report
+    saved = pipeline.steps.fid.run
+    pipeline.steps.fid.run = fake_fid_report
     try:
         run = tmp_path_factory.mktemp("reference") / "run"
         code, output = invoke(chain_args(config, run))
         assert code == 0, output
     finally:
-        pipeline.steps.fid_report = saved
+        pipeline.steps.fid.run = saved
     return run
 
 
@@ -120,9 +120,9 @@ def test_chain_killed_three_times_finishes_what_is_left(config, reference, tmp_p
     # 3. Again while the samples are being written (after three of the eight PNG files).
     def kill_while_saving_pngs():
         stub_fid()
-        import pipeline.steps as steps
+        import pipeline.steps.sample as sample_step
 
-        real, count = steps.save_png, []
+        real, count = sample_step.save_png, []
 
         def save_png(image, path):
             real(image, path)
@@ -130,7 +130,7 @@ def test_chain_killed_three_times_finishes_what_is_left(config, reference, tmp_p
             if len(count) == 3 and Path(path).parent.name == "png":
                 kill_self()
 
-        steps.save_png = save_png
+        sample_step.save_png = save_png
 
     code = fork_cli(args, tmp_path / "3.log", inject=kill_while_saving_pngs)
     assert code == -signal.SIGKILL, (tmp_path / "3.log").read_text()[-2000:]

@@ -14,7 +14,7 @@ from conftest import REPO
 from pipeline.config import load_config
 from pipeline.core.images import to_float
 from pipeline.datasets import load_split
-from pipeline.steps import train_tokenizer
+from pipeline.steps.tokenizer import run as train_tokenizer
 from stage1_tokenizer.tokenizer import Tokenizer
 
 CONFIGS = sorted((REPO / "configs" / "tokenizer").glob("*.yaml"))

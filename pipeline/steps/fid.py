@@ -1,0 +1,110 @@
+"""Step 5: FID, KID, precision and recall of the samples against a reference, and the tokenizer's rFID; written as
+report/metrics.json (the figures and the protocol) and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from rich.console import Console
+
+from stage1_tokenizer.lightning_module import psnr
+from stage1_tokenizer.tokenizer import Tokenizer
+
+from .. import fid as fid_lib
+from ..config import PipelineConfig
+from ..core.code_dataset import CODES_FILE, META_FILE
+from ..core.files import WEIGHTS_FILE, read_json, sha256_file
+from ..core.images import to_float, to_uint8
+from ..image_sources import load_images
+from ..option_checks import SPLITS
+from ..run_paths import GRID_FILE, METRICS_FILE, PNG_DIR, RunPaths
+from .fingerprints import digest
+from .step import Step
+
+console = Console(stderr=True)
+
+
+def fingerprint(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Path) -> str:
+    fid = cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"})
+    return digest("report", sha256_file(samples_dir / CODES_FILE), sha256_file(tokenizer_dir / WEIGHTS_FILE),
+                  fid, cfg.data.model_dump(mode="json"))
+
+
+def is_complete(out: Path) -> bool:
+    return (out / METRICS_FILE).is_file()  # the report writes it last
+
+
+def _reconstruction_metrics(cfg: PipelineConfig, tokenizer_dir: Path, reference, weights) -> tuple[dict, int]:
+    """rFID, PSNR and MSE of the tokenizer's reconstructions of the reference images, and how many there were."""
+    f, ref_images = cfg.fid, reference.images
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    n_recon = min(f.n_reconstructions or ref_images.shape[0], ref_images.shape[0])
+    originals = ref_images[:n_recon]
+    recon = torch.cat([tokenizer.reconstruct(to_float(chunk)) for chunk in originals.split(256)])
+    console.print(f"rFID: {n_recon} reconstructions vs the same reference")
+    return {
+        "rfid": fid_lib.compute_metrics(to_uint8(recon), ref_images, reference.cache_name, weights, f.cache_dir,
+                                        f.batch_size, precision_recall=False, feature_path=f.feature_path)["fid"],
+        "psnr": float(psnr(recon, to_float(originals)).mean()),
+        "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
+    }, n_recon
+
+
+def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Path], out: Path,
+        fingerprint_value: Optional[str] = None) -> dict:
+    """Score ``samples_dir`` (a samples or run directory, a folder of images, or a split) and write ``out``;
+    with ``tokenizer_dir``, the rFID of that tokenizer too."""
+    from ..report import write_report
+
+    f = cfg.fid
+    weights = fid_lib.resolve_weights(f.inception_weights)
+    fid_lib.check_weights_available(weights)
+    weights_info = fid_lib.weights_label(weights)
+    reference = load_images(f.reference or f.reference_split, cfg.data, f.max_reference, weights_info["sha256"])
+    ref_images = reference.images
+    # A split on the generated side (a real-vs-real baseline) takes as many images as the reference.
+    generated = load_images(samples_dir, cfg.data, f.max_reference if str(samples_dir) in SPLITS else None,
+                            weights_info["sha256"])
+    samples = generated.images
+    console.print(f"FID: {generated.description} vs {reference.description}")
+    metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, reference.cache_name,
+                                                                     weights, f.cache_dir, f.batch_size,
+                                                                     feature_path=f.feature_path)}
+    n_recon = 0
+    if tokenizer_dir is not None and reference.split is None:
+        console.print("rFID skipped: the reference is a folder of images, not real data the tokenizer can encode")
+    elif tokenizer_dir is not None:
+        metrics["reconstruction"], n_recon = _reconstruction_metrics(cfg, tokenizer_dir, reference, weights)
+    # A samples directory (png/ inside) has its grid and sampling settings beside the images; a plain folder has not.
+    folder = generated.folder
+    samples_home = folder.parent if folder is not None and folder.name == PNG_DIR else None
+    sample_meta = read_json(samples_home / META_FILE) if samples_home and (samples_home / META_FILE).exists() else {}
+    protocol = {
+        "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
+        "feature_path": fid_lib.feature_path_label(f.feature_path),
+        "weights": weights_info,
+        "resize": f"native {samples.shape[-1]}px (generated) and {ref_images.shape[-1]}px (reference) uint8 -> "
+                  f"299px inside the extractor (TF-1 bilinear); grayscale repeated to RGB",
+        "generated": generated.description,
+        "generated_count": int(samples.shape[0]),
+        "reference": reference.description,
+        "reconstruction_count": n_recon,
+        "kid": f"polynomial kernel, 100 subsets of {min(1000, samples.shape[0], ref_images.shape[0])}",
+        "precision_recall": "k=3 neighbourhoods on the same features",
+    }
+    result = {"fingerprint": fingerprint_value, "samples": str(samples_dir),
+              "tokenizer": str(tokenizer_dir) if n_recon else None,
+              "sampling": sample_meta, "protocol": protocol, **metrics}
+    write_report(out, result, samples_home / GRID_FILE if samples_home else None)
+    return result
+
+
+def step(cfg: PipelineConfig, paths: RunPaths, arch: str, out: Optional[Path] = None,
+         with_rfid: bool = True) -> Step:
+    """The report on ``arch``'s samples, in ``out`` (default RUN/report); ``with_rfid`` False leaves rFID out."""
+    samples_dir, out = paths.samples(arch), out or paths.report
+    return Step("fid", out / METRICS_FILE, lambda: fingerprint(cfg, samples_dir, paths.tokenizer),
+                lambda: is_complete(out),
+                lambda expected: run(cfg, samples_dir, paths.tokenizer if with_rfid else None, out, expected))

@@ -1,0 +1,63 @@
+"""What the two training steps (tokenizer, prior) share: data loaders that resume in order, model construction
+errors turned into user errors, and checkpoints of another config set aside before training anew."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from ..core.errors import VqgenError
+from ..core.files import load_model_dir, write_json
+from ..training import CHECKPOINT_DIR, LOG_DIR, EpochRandomSampler
+from .fingerprints import recorded_fingerprint
+
+console = Console(stderr=True)
+
+
+def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
+    # The shuffle order is a function of (seed, epoch), so a resumed run sees the batches an uninterrupted one would.
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochRandomSampler(dataset, seed) if shuffle else None,
+                      num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
+                      persistent_workers=num_workers > 0)
+
+
+def built(kind: str, build):
+    """Build a model, turning the checks its constructor makes (sizes, options) into a clear user error."""
+    try:
+        return build()
+    except (ValueError, TypeError) as err:
+        raise VqgenError(f"invalid {kind} config: {err}") from err
+
+
+def archive_stale_checkpoints(out: Path, expected: str) -> None:
+    """Checkpoints left by a run of a different config are moved aside (never deleted) before training anew."""
+    ckpt_dir = out / CHECKPOINT_DIR
+    marker = ckpt_dir / "fingerprint.json"
+    if ckpt_dir.exists():
+        if recorded_fingerprint(marker) == expected:
+            return
+        stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+        while (out / f"{CHECKPOINT_DIR}-stale-{stamp}").exists() or (out / f"{LOG_DIR}-stale-{stamp}").exists():
+            n += 1  # two changes within a second: never rename onto an archive that is already there
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        stale = out / f"{CHECKPOINT_DIR}-stale-{stamp}"
+        ckpt_dir.rename(stale)
+        console.print(f"[yellow]checkpoints in {ckpt_dir} came from another config; moved them to {stale}[/]")
+        if (out / LOG_DIR).exists():  # their training logs go with them (a resumed run appends to its logs)
+            (out / LOG_DIR).rename(out / f"{LOG_DIR}-stale-{stamp}")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"fingerprint": expected})
+
+
+def model_dir_complete(out: Path, kind: str) -> bool:
+    """A trained model counts as finished only if it loads and its weights match their recorded sha256."""
+    try:
+        load_model_dir(out, kind)
+    except VqgenError:
+        return False
+    return True
