@@ -41,7 +41,7 @@ def test_step_commands_write_their_resolved_config(trained):
     """Each step command leaves the config it ran with beside its outputs, loadable as it is."""
     for output in ("tokenizer", "codes", "prior-gpt"):
         cfg = load_config([trained / output / "config.yaml"])
-        assert cfg.tokenizer.quantizer["codebook_size"] == 16 and cfg.prior.gpt.n_layer == 1, output
+        assert cfg.tokenizer.quantizer.codebook_size == 16 and cfg.prior.gpt.n_layer == 1, output
 
 
 def copy_run(trained: Path, tmp_path: Path, *parts: str) -> Path:
