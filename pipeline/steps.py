@@ -15,7 +15,9 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from stage1_tokenizer.lightning_module import TokenizerModule, psnr
+from stage1_tokenizer.adversarial_module import training_module
+from stage1_tokenizer.lightning_module import psnr
+from stage1_tokenizer.config import TokenizerLossConfig
 from stage1_tokenizer.tokenize import tokenize_split
 from stage1_tokenizer.tokenizer import Tokenizer
 from stage2_prior.config import SampleControls
@@ -66,6 +68,8 @@ def fingerprint(*parts: Any) -> str:
 def _model_section(section) -> dict:
     dump = section.model_dump(mode="json")
     dump["train"] = {k: v for k, v in dump["train"].items() if k not in RUN_ONLY_TRAIN_KEYS}
+    if dump.get("loss") == TokenizerLossConfig().model_dump(mode="json"):
+        del dump["loss"]  # the plain objective: runs from before the VQGAN terms existed keep their fingerprint
     # A prior's other architectures' sub-sections (gpt:, pixelcnn:, maskgit:) do not shape the model trained.
     for arch in ("gpt", "pixelcnn", "maskgit"):
         if isinstance(dump.get(arch), dict) and dump.get("arch") != arch:
@@ -155,15 +159,16 @@ def train_tokenizer(cfg: PipelineConfig, out: Path) -> Path:
                          f"set data.image_size to a multiple of it")
     expected = tokenizer_fingerprint(cfg)
     _archive_stale_checkpoints(out, expected)
-    module = _built("tokenizer", lambda: TokenizerModule(arch, cfg.tokenizer.train))
+    module = _built("tokenizer", lambda: training_module(arch, cfg.tokenizer.train, cfg.tokenizer.loss))
     if cfg.tokenizer.train.compile:
         module.model = torch.compile(module.model)
-    trainer = build_trainer(cfg.tokenizer.train, out)
+    trainer = build_trainer(cfg.tokenizer.train, out, manual_optimization=not module.automatic_optimization)
     t = cfg.tokenizer.train
     fit(trainer, module, _loader(train_data, t.batch_size, True, t.num_workers, cfg.seed),
         _loader(test_data, 256, False, 0, cfg.seed), out)
     if trainer.is_global_zero:
-        model = module.model._orig_mod if hasattr(module.model, "_orig_mod") else module.model
+        model = module.evaluation_model()
+        model = model._orig_mod if hasattr(model, "_orig_mod") else model
         model.save(out, provenance={"fingerprint": expected, "data": cfg.data.model_dump(mode="json"),
                                     "epochs": trainer.current_epoch, "steps": trainer.global_step})
     return out
