@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from stage1_tokenizer.config import TokenizerConfig
+from stage1_tokenizer.config import TokenizerConfig, TokenizerLossConfig
 from stage2_prior.config import PriorConfig, SampleControls
 
 from .datasets import DataConfig
@@ -25,9 +25,10 @@ class TokenizerSection(TokenizerConfig):
     # tokenizer 6 dB (PSNR 31.5 against 37.8, rFID 76.6 against 37.1 at 552 steps). lr_schedule: cosine is there.
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-3, batch_size=64, warmup_fraction=0.02,
                                                                    channels_last=True))
+    loss: TokenizerLossConfig = Field(default_factory=TokenizerLossConfig)  # VQGAN terms; off by default
 
     def architecture(self) -> TokenizerConfig:
-        return TokenizerConfig(**self.model_dump(exclude={"train"}))
+        return TokenizerConfig(**self.model_dump(exclude={"train", "loss"}))
 
 
 class PriorSection(PriorConfig):

@@ -177,7 +177,8 @@ class NonFiniteLossGuard(Callback):
             )
 
 
-def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = True) -> L.Trainer:
+def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = True,
+                  manual_optimization: bool = False) -> L.Trainer:
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     callbacks: list[Callback] = [
         NonFiniteLossGuard(checkpoint_dir),  # its on_save_checkpoint also vetoes checkpoints of NaN/Inf weights
@@ -201,7 +202,7 @@ def build_trainer(config: TrainConfig, out_dir: Path, has_validation: bool = Tru
         num_nodes=config.num_nodes,
         precision=config.precision,
         accumulate_grad_batches=config.accumulate_grad_batches,
-        gradient_clip_val=config.gradient_clip_val,
+        gradient_clip_val=None if manual_optimization else config.gradient_clip_val,  # such a module clips itself
         log_every_n_steps=config.log_every_n_steps,
         # Flushed at every logging step, so a kill loses no row of the work its checkpoint kept.
         logger=ResumableCSVLogger(str(out_dir), name=LOG_DIR, version=0, flush_logs_every_n_steps=1),

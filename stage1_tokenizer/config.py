@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -54,3 +54,31 @@ class TokenizerConfig(BaseModel):
                           f"against recon_loss: gaussian (the authors' objective); configs/tokenizer/sq.yaml sets it",
                           stacklevel=2)
         return self
+
+
+class TokenizerLossConfig(BaseModel):
+    """The VQGAN terms added to the reconstruction loss: LPIPS, a PatchGAN discriminator, an EMA of the weights.
+    Training options, not part of the saved architecture; all off by default (a plain VQ-VAE objective)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    perceptual_weight: float = Field(0.0, ge=0)  # LPIPS; taming's VQGAN uses 1.0
+    lpips_weights: Optional[str] = None  # a local VGG16 file; None: $VQGEN_LPIPS_WEIGHTS, else torchvision's download
+    adversarial_weight: float = Field(0.0, ge=0)  # > 0 adds the discriminator; taming's configs use 0.8
+    adversarial_loss: Literal["hinge", "non_saturating"] = "hinge"
+    adaptive_weight: bool = True  # scale the adversarial term by VQGAN's gradient-norm ratio at the decoder's output
+    # The discriminator starts after this share of the run (or disc_start_steps > 0 steps): before, the decoder
+    # learns to reconstruct, and an early discriminator only pushes it towards noise.
+    disc_start_fraction: float = Field(0.25, ge=0, le=1)
+    disc_start_steps: int = Field(0, ge=0)
+    disc_channels: PositiveInt = 64
+    disc_layers: PositiveInt = 3
+    disc_norm: Literal["batch", "group", "none"] = "batch"
+    disc_lr: Optional[float] = Field(None, gt=0)  # None: the tokenizer's learning rate
+    lecam_weight: float = Field(0.0, ge=0)  # LeCam regularisation of the discriminator (Tseng et al. 2021)
+    lecam_decay: float = Field(0.99, ge=0, lt=1)
+    ema_decay: float = Field(0.0, ge=0, lt=1)  # > 0: evaluate and save an EMA copy of the tokenizer's weights
+
+    @property
+    def adversarial(self) -> bool:
+        return self.adversarial_weight > 0

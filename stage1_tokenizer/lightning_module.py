@@ -1,20 +1,24 @@
-"""Lightning module that trains a tokenizer: reconstruction loss plus the quantizer's own loss."""
+"""Lightning module that trains a tokenizer: reconstruction loss plus the quantizer's own loss, and optionally
+LPIPS and an EMA copy of the weights (the adversarial term is in :mod:`.adversarial_module`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
 
 from pipeline.core.images import to_float
 from pipeline.core.optim import TrainConfig, make_optimizer
 
-from .config import TokenizerConfig
+from .config import TokenizerConfig, TokenizerLossConfig
 from .evaluate import low_usage_message
-from .losses import reconstruction_loss
+from .losses import loss_image, reconstruction_loss
+from .perceptual import load_lpips
 from .tokenizer import build_tokenizer
 
 
@@ -24,40 +28,93 @@ def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
 
 
+@torch.no_grad()
+def update_ema(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """Parameters move ``1 - decay`` of the way to the model's; buffers (codebook statistics, schedules) are copied."""
+    for avg, live in zip(average.parameters(), model.parameters()):
+        avg.lerp_(live.detach(), 1.0 - decay)
+    for avg, live in zip(average.buffers(), model.buffers()):
+        avg.copy_(live)
+
+
 class TokenizerModule(L.LightningModule):
-    def __init__(self, config: TokenizerConfig, train_config: TrainConfig):
+    def __init__(self, config: TokenizerConfig, train_config: TrainConfig, loss_config: TokenizerLossConfig | None = None):
         super().__init__()
         self.config = config
         self.train_config = train_config
+        self.loss_config = loss_config or TokenizerLossConfig()
         self.model = build_tokenizer(config)
-        self.save_hyperparameters({"tokenizer": config.model_dump(), "train": train_config.model_dump()})
+        self.save_hyperparameters({"tokenizer": config.model_dump(), "train": train_config.model_dump(),
+                                   "loss": self.loss_config.model_dump()})
+        # Kept out of the state dict and the optimizer (object.__setattr__ skips registration): LPIPS is a fixed
+        # metric with its own weights file, not something a checkpoint should carry.
+        lpips = load_lpips(self.loss_config.lpips_weights) if self.loss_config.perceptual_weight > 0 else None
+        object.__setattr__(self, "lpips", lpips)
+        self.ema_model = None
+        if self.loss_config.ema_decay > 0:
+            self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+
+    def evaluation_model(self) -> nn.Module:
+        """The weights that are evaluated and saved: the EMA copy when there is one."""
+        return self.ema_model if self.ema_model is not None else self.model
 
     def setup(self, stage: str) -> None:
         if self.train_config.channels_last:  # here, before DDP wraps the model and records its gradient layout
             self.model.to(memory_format=torch.channels_last)
+        if self.lpips is not None:
+            self.lpips.to(self.device)
 
     def on_fit_start(self) -> None:
         # Schedules given as fractions of the run (temperatures, KL ramps) need its length in forward passes;
         # a run with no end leaves them unknown, and the quantizers say so.
-        steps = self.trainer.estimated_stepping_batches
-        if math.isfinite(steps):
+        if self.lpips is not None:
+            self.lpips.to(self.device)
+        steps = self.total_steps()
+        if steps is not None:
             for quantizer in self.model.quantizers().values():
-                quantizer.set_run_length(max(1, int(steps) * self.trainer.accumulate_grad_batches))
+                quantizer.set_run_length(max(1, steps * self.trainer.accumulate_grad_batches))
+
+    def total_steps(self) -> int | None:
+        steps = self.trainer.estimated_stepping_batches
+        return int(steps) if math.isfinite(steps) else None
 
     def _images(self, batch) -> torch.Tensor:
         images = to_float(batch[0])
         return images.contiguous(memory_format=torch.channels_last) if self.train_config.channels_last else images
 
-    def training_step(self, batch, batch_idx):
-        images = self._images(batch)
+    def _common_step(self, images: torch.Tensor):
+        """Decoder output, quantizer output, the reconstruction objective (with LPIPS) and the terms to log."""
         output, quant = self.model(images)
         recon_loss = reconstruction_loss(output, images, self.config.recon_loss, self.config.bounded_output)
-        loss = recon_loss + quant.loss
+        terms = {f"recon_{self.config.recon_loss}": recon_loss}
+        objective = recon_loss
+        if self.lpips is not None:
+            shown = loss_image(output, self.config.recon_loss, self.config.bounded_output)
+            perceptual = self.lpips(shown, images).mean()
+            objective = objective + self.loss_config.perceptual_weight * perceptual
+            terms["lpips"] = perceptual
+        return output, quant, objective, terms
+
+    def _log_terms(self, loss: torch.Tensor, quant, terms: dict[str, torch.Tensor]) -> None:
         self.log("train/loss", loss, prog_bar=True)
-        self.log(f"train/recon_{self.config.recon_loss}", recon_loss)
-        for name, value in quant.stats.items():
+        for name, value in {**terms, **quant.stats}.items():
             self.log(f"train/{name}", value)
+
+    def training_step(self, batch, batch_idx):
+        _, quant, objective, terms = self._common_step(self._images(batch))
+        loss = objective + quant.loss
+        self._log_terms(loss, quant, terms)
         return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.update_average()
+
+    def update_average(self) -> None:
+        """After each optimizer step (not at batch end, where a step checkpoint may already have been written)."""
+        if self.ema_model is not None:  # the decay warms up, so the average is not stuck near the initial weights
+            step = self.global_step
+            update_ema(self.ema_model, self.model, min(self.loss_config.ema_decay, (1 + step) / (10 + step)))
 
     def on_train_epoch_end(self) -> None:
         # Usage over the whole epoch (reduced across processes inside epoch_stats), not the last batch.
@@ -74,9 +131,10 @@ class TokenizerModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         images = self._images(batch)
-        recon = self.model.output_to_image(self.model(images)[0])
+        model = self.evaluation_model()
+        recon = model.output_to_image(model(images)[0])
         self.log("val/recon_mse", F.mse_loss(recon, images), sync_dist=True)
         self.log("val/psnr", psnr(recon, images).mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        return make_optimizer(self, self.train_config)
+        return make_optimizer(self, self.train_config, params=list(self.model.parameters()))

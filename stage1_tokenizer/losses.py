@@ -42,6 +42,13 @@ def clamp_straight_through(x: torch.Tensor, low: float = -1.0, high: float = 1.0
     return x + (x.clamp(low, high) - x).detach()
 
 
+def loss_image(output: torch.Tensor, loss: str, bounded: bool) -> torch.Tensor:
+    """The image a perceptual or adversarial loss judges: differentiable, and the one that will be shown."""
+    if loss == "logit_laplace":
+        return to_image(output, loss)
+    return clamp_straight_through(output) if bounded else output
+
+
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, loss: str, bounded: bool = False) -> torch.Tensor:
     """Mean per-element loss (``gaussian``: per pixel value); ``target`` in [-1, 1]."""
     if bounded and loss != "logit_laplace":  # logit-Laplace's output is a distribution, bounded by construction

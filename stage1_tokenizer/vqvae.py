@@ -39,6 +39,10 @@ class VQVAE(nn.Module):
         """Decoder output (whose layout depends on the reconstruction loss) -> image in [-1, 1]."""
         return to_image(output, self.config.recon_loss)
 
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's output weights, where VQGAN's adaptive weight compares the losses' gradients."""
+        return self.decoder.net[-1].weight
+
     # --- the tokenizer contract -------------------------------------------------------------------------------
     def levels(self) -> dict[str, dict]:
         """Per code level: grid shape and vocabulary size per code channel (what code datasets record)."""

@@ -72,6 +72,10 @@ class VQVAE2(nn.Module):
     def output_to_image(self, output: torch.Tensor) -> torch.Tensor:
         return to_image(output, self.config.recon_loss)
 
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's output weights (VQGAN's adaptive weight)."""
+        return self.decoder.net[-1].weight
+
     def _decode_latents(self, z_top: torch.Tensor, z_bottom: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.cat([self.upsample_top(z_top), z_bottom], dim=1))
 

@@ -54,9 +54,11 @@ def lr_lambda(config: TrainConfig, total_steps: int | None):
     return factor
 
 
-def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0.99)):
-    """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``."""
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=betas)
+def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0.99), params=None):
+    """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``. ``params``: the module's
+    trainable parameters when not given."""
+    params = [p for p in module.parameters() if p.requires_grad] if params is None else params
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=betas)
     total = module.trainer.estimated_stepping_batches if module._trainer is not None else 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, int(total) if math.isfinite(total)
                                                                        else None))

@@ -22,6 +22,9 @@ def model_section(section) -> dict:
     """A tokenizer: or prior: config section as far as it shapes the trained model."""
     dump = section.model_dump(mode="json")
     dump["train"] = {k: v for k, v in dump["train"].items() if k not in RUN_ONLY_TRAIN_KEYS}
+    loss = getattr(section, "loss", None)  # a tokenizer's VQGAN terms: all off is the plain objective, and runs
+    if loss is not None and dump["loss"] == type(loss)().model_dump(mode="json"):  # made before they existed match
+        del dump["loss"]
     # A prior's other architectures' sub-sections (gpt:, pixelcnn:, maskgit:) do not shape the model trained.
     for arch in ("gpt", "pixelcnn", "maskgit"):
         if isinstance(dump.get(arch), dict) and dump.get("arch") != arch:

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from stage1_tokenizer.lightning_module import TokenizerModule
+from stage1_tokenizer.adversarial_module import training_module
 
 from ..config import PipelineConfig
 from ..core.errors import VqgenError
@@ -39,15 +39,16 @@ def run(cfg: PipelineConfig, out: Path) -> Path:
                          f"set data.image_size to a multiple of it")
     expected = fingerprint(cfg)
     archive_stale_checkpoints(out, expected)
-    module = built("tokenizer", lambda: TokenizerModule(arch, cfg.tokenizer.train))
+    module = built("tokenizer", lambda: training_module(arch, cfg.tokenizer.train, cfg.tokenizer.loss))
     if cfg.tokenizer.train.compile:
         module.model = torch.compile(module.model)
-    trainer = build_trainer(cfg.tokenizer.train, out)
+    trainer = build_trainer(cfg.tokenizer.train, out, manual_optimization=not module.automatic_optimization)
     t = cfg.tokenizer.train
     fit(trainer, module, loader(train_data, t.batch_size, True, t.num_workers, cfg.seed),
         loader(test_data, 256, False, 0, cfg.seed), out)
     if trainer.is_global_zero:
-        model = module.model._orig_mod if hasattr(module.model, "_orig_mod") else module.model
+        model = module.evaluation_model()  # the EMA weights when the run keeps an average
+        model = model._orig_mod if hasattr(model, "_orig_mod") else model
         model.save(out, provenance={"fingerprint": expected, "data": cfg.data.model_dump(mode="json"),
                                     "epochs": trainer.current_epoch, "steps": trainer.global_step})
     return out
