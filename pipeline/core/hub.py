@@ -18,6 +18,7 @@ import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from pydantic import ValidationError
 
 from .errors import VqgenError
 from .fid_protocol import PROTOCOL, feature_path_label
@@ -173,7 +174,10 @@ def rebuilt(directory: Path, kind: str, build: Callable[[], T]) -> T:
     try:
         return build()
     except (ValueError, TypeError, KeyError) as err:  # pydantic's ValidationError is a ValueError
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, ValidationError):
+            first = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        else:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise VqgenError(f"the {CONFIG_FILE} in {directory} does not describe a {kind} this vqgen version can build "
                          f"({first}); it was written by another version or edited by hand: load it with the vqgen "
                          f"version that wrote it, or retrain it") from None

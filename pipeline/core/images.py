@@ -72,14 +72,16 @@ def checked_images(images, channels: int, size: int) -> torch.Tensor:
         elif len(shape) == 4 and shape[1:] == (size, size, channels):
             hint = " (channels go first: images.permute(0, 3, 1, 2))"
         raise VqgenError(f"images must have shape {expected}, got {list(shape)}{hint}")
+    if shape[0] == 0:
+        raise VqgenError("images is an empty batch (shape [0, ...]); pass at least one image")
     if images.dtype == torch.uint8:
         return to_float(images)
     if not images.is_floating_point():
         raise VqgenError(f"images must be uint8 (0..255) or floats in [0, 1], got {images.dtype}; "
                          f"convert with images.to(torch.uint8) or images.float() / 255")
-    if images.numel() and not torch.isfinite(images).all():
+    if not torch.isfinite(images).all():
         raise VqgenError("images hold NaN or infinite values")
-    low, high = (float(images.min()), float(images.max())) if images.numel() else (0.0, 0.0)
+    low, high = float(images.min()), float(images.max())
     if low < 0 or high > 1:
         hint = ("they look like [-1, 1]: pass (images + 1) / 2" if low >= -1 and high <= 1 else
                 "they look like 0..255: pass images / 255 or images.to(torch.uint8)" if low >= 0 and high <= 255 else
