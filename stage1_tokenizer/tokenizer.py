@@ -31,8 +31,8 @@ class Tokenizer(nn.Module, TokenizerHub):
 
     @staticmethod
     def load(directory: str | Path, device: str | torch.device = "cpu") -> VQVAE | VQVAE2:
-        """The network a directory (or Hub repo) holds, in eval mode: images in [-1, 1], as the pipeline uses it."""
-        return Tokenizer.from_pretrained(directory, map_location=device).network
+        """The network a local directory holds, in eval mode: images in [-1, 1], as the pipeline uses it."""
+        return Tokenizer.from_directory(directory, device).network
 
     # --- images <-> codes ------------------------------------------------------------------------------------
     @property

@@ -25,7 +25,6 @@ def save_prior(prior: Prior | HierarchicalPrior, directory: str | Path, provenan
 
 def load_prior(directory: str | Path, device: str | torch.device = "cpu") -> tuple[Prior | HierarchicalPrior,
                                                                                   dict[str, Any]]:
-    """The prior a directory (or Hub repo) holds, in eval mode, and its provenance (``tokenizer_sha256``, ``codes``,
-    ...)."""
-    prior = Prior.from_pretrained(directory, map_location=device)
+    """The prior a local directory holds, in eval mode, and its provenance (``tokenizer_sha256``, ``codes``, ...)."""
+    prior = Prior.from_directory(directory, device)
     return prior, dict(prior.provenance)

@@ -175,6 +175,11 @@ def test_a_name_that_is_neither_a_directory_nor_reachable_is_explained(tmp_path)
         Prior.from_pretrained(tmp_path / "file.txt")
     with pytest.raises(VqgenError, match="fetching it from the Hugging Face Hub failed"):
         Tokenizer.from_pretrained("someone/not-cached-here", local_files_only=True, cache_dir=tmp_path / "hub")
+    # The pipeline's entry points read local directories only: a missing run directory is never looked up online.
+    with pytest.raises(VqgenError, match="is not a tokenizer directory .* train one first"):
+        Tokenizer.load("someone/not-here")
+    with pytest.raises(VqgenError, match="is not a prior directory"):
+        load_prior("someone/not-here")
 
 
 # --- the card, the files, push_to_hub ---------------------------------------------------------------------------

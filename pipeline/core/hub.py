@@ -143,8 +143,13 @@ class HubModel(PyTorchModelHubMixin, library_name="vqgen", license="mit", model_
                          map_location: str | torch.device = "cpu") -> T:
         directory = resolve_model_dir(model_id, cls.kind, revision=revision, cache_dir=cache_dir,
                                       force_download=force_download, local_files_only=local_files_only, token=token)
+        return cls.from_directory(directory, map_location)
+
+    @classmethod
+    def from_directory(cls: type[T], directory: str | Path, map_location: str | torch.device = "cpu") -> T:
+        """A local directory only (what the pipeline's steps pass), in eval mode."""
         config, state = load_model_dir(directory, kind=cls.kind)
-        return cls.from_hub_config(config, state, directory).to(map_location).eval()
+        return cls.from_hub_config(config, state, Path(directory)).to(map_location).eval()
 
 
 def resolve_model_dir(name_or_path: str | Path, kind: str, **hub_options) -> Path:
