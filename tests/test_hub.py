@@ -29,14 +29,6 @@ PRIOR_PROVENANCE = {"tokenizer_sha256": "ab" * 32, "test_bits_per_code": 1.5,
                     "provenance": {"fingerprint": "fedcba9876543210", "epochs": 2, "steps": 40}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_tokenizer(arch: str = "vqvae") -> Tokenizer:
     torch.manual_seed(0)
     return Tokenizer(TokenizerConfig(arch=arch, hidden_channels=16, res_channels=8, n_res_blocks=1, embed_dim=8,
