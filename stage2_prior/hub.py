@@ -12,7 +12,8 @@ from typing import Any, ClassVar, get_args
 
 from pipeline.core.errors import VqgenError
 from pipeline.core.files import load_weights
-from pipeline.core.hub import PLACEHOLDER, HubModel, bullets, rebuilt
+from pipeline.core.hub import HubModel, rebuilt
+from pipeline.core.model_card import PLACEHOLDER, bullets
 
 from .config import PriorConfig
 

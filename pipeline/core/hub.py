@@ -1,6 +1,7 @@
 """vqgen models on the Hugging Face Hub: ``save_pretrained``, ``from_pretrained`` (a directory or a repo id) and
 ``push_to_hub`` from huggingface_hub's ``PyTorchModelHubMixin``, over the model directories of :mod:`.files`
-(config.json with the kind, the provenance and the weights' sha256; model.safetensors) plus a model card, README.md.
+(config.json with the kind, the provenance and the weights' sha256; model.safetensors) plus a model card, README.md
+(:mod:`.model_card`).
 
 Two of the mixin's steps are replaced. Its saving deletes config.json before writing it again and keeps any README.md
 already there (a stale card after retraining); here every file is written atomically and replaced. Its loading
@@ -10,7 +11,6 @@ directory, and directories written before the Hub support (no README.md) load th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -21,48 +21,8 @@ from huggingface_hub.utils import validate_repo_id
 from pydantic import ValidationError
 
 from .errors import VqgenError
-from .fid_protocol import PROTOCOL, feature_path_label
 from .files import CONFIG_FILE, WEIGHTS_FILE, load_model_dir, save_model_dir, write_text
-
-CARD_FILE = "README.md"
-PLACEHOLDER = "REPO_OR_DIR"  # in a card's usage snippet: the repo id when pushed, else a directory
-
-CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ title }}
-
-{{ summary }}
-
-## Use it
-
-```python
-{{ usage }}
-```
-
-## Config
-
-```json
-{{ config }}
-```
-
-## Training data
-
-{{ data }}
-
-## Metrics
-
-{{ metrics }}
-
-## How vqgen measures FID
-
-{{ fid_protocol }}
-
-## Provenance
-
-{{ provenance }}
-"""
+from .model_card import CARD_FILE, CARD_TEMPLATE, card_template_fields
 
 T = TypeVar("T", bound="HubModel")
 
@@ -118,13 +78,7 @@ class HubModel(PyTorchModelHubMixin, library_name="vqgen", license="mit", model_
 
     def generate_model_card(self, *args, repo_id: str | None = None, weights_sha256: str | None = None,
                             **kwargs) -> ModelCard:
-        fields = self.card_fields()
-        fields["usage"] = fields["usage"].replace(PLACEHOLDER, repo_id or "path/to/this/directory")
-        fields["config"] = json.dumps(fields["config"], indent=2)
-        if weights_sha256:
-            fields["provenance"] = (f"- weights sha256: `{weights_sha256}` (recorded in {CONFIG_FILE}; loading "
-                                    f"refuses weights that do not match it)\n{fields['provenance']}")
-        fields["fid_protocol"] = fid_protocol_text()
+        fields = card_template_fields(self.card_fields(), repo_id, weights_sha256)
         return super().generate_model_card(*args, **{**fields, **kwargs})
 
     # --- loading -----------------------------------------------------------------------------------------------
@@ -186,15 +140,3 @@ def rebuilt(directory: Path, kind: str, build: Callable[[], T]) -> T:
         raise VqgenError(f"the {CONFIG_FILE} in {directory} does not describe a {kind} this vqgen version can build "
                          f"({first}); it was written by another version or edited by hand: load it with the vqgen "
                          f"version that wrote it, or retrain it") from None
-
-
-def fid_protocol_text() -> str:
-    return (f"{PROTOCOL}\n\nTwo feature paths, named in every report:\n- {feature_path_label('exact')}\n"
-            f"- {feature_path_label('fast')}")
-
-
-def bullets(items: dict[str, Any]) -> str:
-    """A markdown list of ``key: value`` lines (nested values as compact JSON)."""
-    lines = [f"- {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}"
-             for key, value in items.items() if value is not None]
-    return "\n".join(lines) or "- (none recorded)"
