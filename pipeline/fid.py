@@ -18,13 +18,13 @@ from typing import Callable, Optional
 import torch
 
 from .core.errors import VqgenError
+from .core.fid_protocol import FAST_RECIPE, FEATURE_EXTRACTOR, feature_path_label  # noqa: F401 (re-exported)
 from .core.files import load_tensors, save_tensors, sha256_file
-from .fid_fast import FAST_RECIPE, FastFeatures
+from .fid_fast import FastFeatures
 from .fid_features import FEATURE_PATHS, ExactFeatures, as_rgb_uint8, extract_features
 
 WEIGHTS_ENV = "VQGEN_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # its own download's file name
-FEATURE_EXTRACTOR = "inception-v3-compat"
 
 
 def build_extractor(feature_path: str, weights: Optional[Path], cache_dir: Optional[Path] = None,
@@ -104,14 +104,6 @@ def compute_metrics(
             raise missing_weights_error(err) from None
         raise
     return metrics_from_features(generated_features, reference_features, precision_recall)
-
-
-def feature_path_label(feature_path: str) -> str:
-    """What a report prints about the feature path, so fast-path FIDs are never mistaken for exact ones."""
-    if feature_path == "exact":
-        return "exact: float32, equal to torch-fidelity's features to ~1e-5"
-    return (f"fast ({FAST_RECIPE}): int8 Inception in ONNX Runtime, approximate features; FID within about 1% of "
-            f"exact from ~1,000 images a side, small sets differ more")
 
 
 def reference_features_path(root: Path, cache_name: Optional[str], feature_path: str) -> Optional[Path]:

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from .core.errors import VqgenError
+from .core.fid_protocol import FAST_RECIPE
 
-# Part of every cache key of fast features: change it whenever export, calibration or quantization change.
-FAST_RECIPE = "int8-v1"
 CALIBRATION_IMAGES = 32  # the first reference images; more change the ranges little and cost build time
 BODY_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from pipeline.core.files import save_model_dir
-
 from .config import TokenizerConfig
+from .hub import TokenizerHub
 from .losses import decoder_channels, to_image
 from .networks import NETWORKS
 from .quantizers import Quantizer, QuantizerOutput, quantizer_from_config
@@ -17,12 +15,15 @@ from .quantizers import Quantizer, QuantizerOutput, quantizer_from_config
 LEVEL = "codes"  # the name of VQ-VAE's single code level in code datasets
 
 
-class VQVAE(nn.Module):
+class VQVAE(nn.Module, TokenizerHub):
     """Images in [-1, 1] of shape ``[B, C, S, S]`` <-> one code grid ``[B, S/f, S/f, C_codes]``."""
+
+    arch = "vqvae"
 
     def __init__(self, config: TokenizerConfig):
         super().__init__()
         self.config = config
+        self.provenance: dict = {}  # how it was trained; saved beside the architecture
         c = config
         encoder_cls, decoder_cls = NETWORKS[c.network]
         self.encoder = encoder_cls(c.in_channels, c.hidden_channels, c.res_channels, c.n_res_blocks, c.downsample,
@@ -68,13 +69,3 @@ class VQVAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_to_image(self(x)[0])
-
-    # --- persistence ------------------------------------------------------------------------------------------
-    def save(self, directory: str | Path, provenance: dict | None = None) -> str:
-        """Write config.json + model.safetensors atomically; returns the sha256 of the weights file.
-
-        ``provenance`` (how it was trained: data, steps, the step fingerprint) is stored beside the architecture.
-        """
-        config = {"kind": "tokenizer", **self.config.model_dump(), "provenance": provenance or {}}
-        return save_model_dir(directory, config, self.state_dict())
-

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from pipeline.core.files import save_model_dir
-
 from .config import TokenizerConfig
+from .hub import TokenizerHub
 from .losses import decoder_channels, to_image
 from .networks import NETWORKS
 from .quantizers import Quantizer, quantizer_from_config
@@ -40,10 +38,13 @@ def _upsampler(channels: int, factor: int) -> nn.Sequential:
     return nn.Sequential(*layers) if layers else nn.Sequential(nn.Identity())
 
 
-class VQVAE2(nn.Module):
+class VQVAE2(nn.Module, TokenizerHub):
+    arch = "vqvae2"
+
     def __init__(self, config: TokenizerConfig):
         super().__init__()
         self.config = c = config
+        self.provenance: dict = {}  # how it was trained; saved beside the architecture
         encoder_cls, decoder_cls = NETWORKS[c.network]
         hidden, res, blocks = c.hidden_channels, c.res_channels, c.n_res_blocks
         self.encoder_bottom = encoder_cls(c.in_channels, hidden, res, blocks, c.downsample, hidden)
@@ -100,7 +101,3 @@ class VQVAE2(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_to_image(self(x)[0])
-
-    def save(self, directory: str | Path, provenance: dict | None = None) -> str:
-        config = {"kind": "tokenizer", **self.config.model_dump(), "provenance": provenance or {}}
-        return save_model_dir(directory, config, self.state_dict())

@@ -17,15 +17,19 @@ import torch
 from torch import nn
 
 from .config import PriorConfig
+from .hub import PriorHub
 from .sampling import condition_classes
 
 
-class Prior(nn.Module):
+class Prior(nn.Module, PriorHub):
+    """The base of the single-level architectures; ``Prior.from_pretrained`` loads any saved prior (stacked too)."""
+
     def __init__(self, config: PriorConfig):
         super().__init__()
         if config.grid is None or config.codebook_sizes is None:
             raise ValueError("PriorConfig.grid and codebook_sizes must be filled from the code dataset")
         self.config = config
+        self.provenance: dict = {}  # the codes and tokenizer it was trained on, its test NLL; saved beside it
         height, width = config.grid
         sizes = config.codebook_sizes
         self.n_channels = len(sizes)
@@ -59,3 +63,11 @@ class Prior(nn.Module):
         """Class index per item (the null class where there is none); ``drop``: training's label dropout."""
         return condition_classes(labels, self.config.num_classes, n, device,
                                  self.config.label_dropout if drop else 0.0)
+
+    # --- on disk -------------------------------------------------------------------------------------------------
+    def described(self) -> dict:
+        return {"prior": self.config.model_dump()}
+
+    @classmethod
+    def from_described(cls, described: dict) -> "Prior":
+        return cls(PriorConfig(**described["prior"]))

@@ -27,6 +27,8 @@ from .sampling import Guidance, draw, logits_warpers
 
 
 class GPTPrior(Prior):
+    saved_as = "gpt"
+
     def __init__(self, config: PriorConfig):
         super().__init__(config)
         self.null_token = self.code_vocab + self.null_class  # class c is token code_vocab + c

@@ -15,12 +15,16 @@ import torch
 from torch import nn
 
 from .config import PriorConfig, SampleControls
+from .hub import PriorHub
 from .registry import build_prior
 
 
-class HierarchicalPrior(nn.Module):
+class HierarchicalPrior(nn.Module, PriorHub):
+    saved_as = "levels"
+
     def __init__(self, configs: dict[str, PriorConfig]):
         super().__init__()
+        self.provenance: dict = {}  # as Prior.provenance
         self.order = list(configs)  # coarse to fine; each level after the first names its context level
         self.priors = nn.ModuleDict({name: build_prior(cfg) for name, cfg in configs.items()})
         first = configs[self.order[0]]
@@ -46,3 +50,10 @@ class HierarchicalPrior(nn.Module):
             kwargs = {"context": codes[context_name]} if context_name else {}
             codes[name] = self.priors[name].sample(n, labels, controls, generator=generator, **kwargs)
         return codes
+
+    def described(self) -> dict:
+        return {"levels": {name: cfg.model_dump() for name, cfg in self.level_configs.items()}}
+
+    @classmethod
+    def from_described(cls, described: dict) -> "HierarchicalPrior":
+        return cls({name: PriorConfig(**cfg) for name, cfg in described["levels"].items()})

@@ -54,6 +54,8 @@ def random_mask(ratios: torch.Tensor, length: int, schedule: str,
 
 
 class MaskGITPrior(Prior):
+    saved_as = "maskgit"
+
     def __init__(self, config: PriorConfig):
         super().__init__(config)
         self.mask_token = self.code_vocab

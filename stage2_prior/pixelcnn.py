@@ -77,6 +77,8 @@ class GatedBlock(nn.Module):
 
 
 class PixelCNNPrior(Prior):
+    saved_as = "pixelcnn"
+
     def __init__(self, config: PriorConfig):
         super().__init__(config)
         width = config.pixelcnn.channels

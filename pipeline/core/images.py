@@ -1,4 +1,5 @@
-"""Image tensors: an image split in memory, the uint8 <-> [-1, 1] conversions, PNG files and grids."""
+"""Image tensors: an image split in memory, the uint8 <-> [-1, 1] conversions, checked user images, PNG files and
+grids."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .errors import VqgenError
 from .files import atomic_path
 
 
@@ -50,6 +52,42 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float ``[-1, 1]`` -> uint8 ``[0, 255]`` (clamped, rounded)."""
     return images.add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def checked_images(images, channels: int, size: int) -> torch.Tensor:
+    """Images from a user (a notebook) -> floats in [-1, 1]: uint8 ``[B, C, S, S]`` in 0..255, or floats in [0, 1].
+
+    Anything else is refused with what was wrong and how to convert it: [-1, 1] floats in particular would be read
+    as much darker images without an error, and HWC arrays as the wrong shape."""
+    expected = f"[B, {channels}, {size}, {size}]"
+    if not isinstance(images, torch.Tensor):
+        if type(images).__module__ != "numpy":
+            raise VqgenError(f"images must be a torch.Tensor (or numpy array) {expected}, got {type(images).__name__}")
+        images = torch.as_tensor(images)
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[1:] != (channels, size, size):
+        hint = ""
+        if len(shape) == 3:
+            hint = " (one image: images[None])"
+        elif len(shape) == 4 and shape[1:] == (size, size, channels):
+            hint = " (channels go first: images.permute(0, 3, 1, 2))"
+        raise VqgenError(f"images must have shape {expected}, got {list(shape)}{hint}")
+    if shape[0] == 0:
+        raise VqgenError("images is an empty batch (shape [0, ...]); pass at least one image")
+    if images.dtype == torch.uint8:
+        return to_float(images)
+    if not images.is_floating_point():
+        raise VqgenError(f"images must be uint8 (0..255) or floats in [0, 1], got {images.dtype}; "
+                         f"convert with images.to(torch.uint8) or images.float() / 255")
+    if not torch.isfinite(images).all():
+        raise VqgenError("images hold NaN or infinite values")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        hint = ("they look like [-1, 1]: pass (images + 1) / 2" if low >= -1 and high <= 1 else
+                "they look like 0..255: pass images / 255 or images.to(torch.uint8)" if low >= 0 and high <= 255 else
+                "rescale them to [0, 1]")
+        raise VqgenError(f"float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; {hint}")
+    return images.float() * 2 - 1
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:
