@@ -45,10 +45,24 @@ def low_usage_message(level: str, usage: float, size: int, where: str) -> str | 
             f"Try kmeans_init and restart (vq, ema, rvq, pq), a stronger KL (gumbel) or a smaller codebook_size")
 
 
+def optional_lpips(weights: str | None = None):
+    """``(LPIPS, None)`` when its weights can be had, else ``(None, why)``: evaluation reports LPIPS when it can."""
+    from pipeline.core.errors import VqgenError
+
+    from .perceptual import load_lpips
+
+    try:
+        return load_lpips(weights), None
+    except VqgenError as err:
+        return None, str(err).split(". ")[0]
+
+
 @torch.no_grad()
-def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Returns (metrics, per-level code counts ``[sum of codebook sizes]``)."""
+def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
+                       lpips=None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Returns (metrics, per-level code counts ``[sum of codebook sizes]``); with an LPIPS module, its mean too."""
     tokenizer.eval()
+    lpips_sum = 0.0
     levels = tokenizer.levels()
     counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.float64) for name, spec in levels.items()}
     sq_err = psnr_sum = ssim_sum = 0.0
@@ -65,6 +79,8 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
         psnr_sum += (10 * torch.log10(4.0 / per_image.clamp_min(1e-10))).sum().item()
         if images.shape[-1] >= 11:
             ssim_sum += ssim((recon + 1) / 2, (images + 1) / 2).sum().item()
+        if lpips is not None:
+            lpips_sum += lpips(recon, images).sum().item()
         for name, level_codes in codes.items():
             offset = 0
             for channel, size in enumerate(levels[name]["codebook_sizes"]):
@@ -75,6 +91,7 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256) -> tup
     values = data.images.numel()
     metrics = {"images": n, "mse": sq_err / n, "psnr": psnr_sum / n,
                "ssim": ssim_sum / n if data.image_size >= 11 else None,
+               "lpips": lpips_sum / n if lpips is not None else None,
                "black_share": black_recon / values, "black_share_data": black_data / values, "levels": {}}
     for name, spec in levels.items():
         per_channel, offset = [], 0

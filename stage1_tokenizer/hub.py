@@ -53,7 +53,7 @@ class TokenizerHub(HubModel, tags=["vqgen", "image-tokenizer", "vq-vae"]):
                            f"{spec['codebook_sizes']}" for name, spec in self.levels().items())
         training = {"epochs": p.get("epochs"), "steps": p.get("steps"), "fingerprint": p.get("fingerprint")}
         return {
-            "title": f"vqgen tokenizer: {c.arch}, {c.quantizer['name']} quantizer, "
+            "title": f"vqgen tokenizer: {c.arch}, {c.quantizer.name} quantizer, "
                      f"{c.in_channels}x{c.image_size}x{c.image_size} images",
             "summary": f"A {c.arch} image tokenizer trained with vqgen: each {c.in_channels}x{c.image_size}x"
                        f"{c.image_size} image becomes one code grid per level ({levels}), and codes decode back to an image.",

@@ -29,3 +29,18 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     """FID statistics and datasets go to a per-session temporary cache, never the user's."""
     cache = tmp_path_factory.getbasetemp() / "vqgen-cache"
     monkeypatch.setenv("VQGEN_CACHE_DIR", str(cache))
+
+
+@pytest.fixture
+def lpips_weights_file(tmp_path, monkeypatch) -> Path:
+    """A local LPIPS weights file with the right keys and shapes (random values), named by $VQGEN_LPIPS_WEIGHTS:
+    what a user's offline copy looks like, since VGG16's weights cannot be downloaded here."""
+    from stage1_tokenizer import perceptual
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in perceptual.LPIPS().features.state_dict().items()}
+    state.update({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(perceptual.CHANNELS)})
+    path = tmp_path / "vgg-lpips.pth"
+    torch.save(state, path)
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(path))
+    return path

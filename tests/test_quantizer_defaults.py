@@ -44,6 +44,28 @@ def test_a_dead_code_is_restarted_within_the_promised_steps():
     assert fired_at is not None and fired_at <= promised + 1  # +1: the restart runs before the lookup of a step
 
 
+def test_soft_restarts_a_dead_code_like_vq():
+    """Soft quantization shares the codebook upkeep: a code far from every output is moved onto one."""
+    torch.manual_seed(0)
+    soft = build_quantizer("soft", 2, {"codebook_size": 16, "kmeans_init": False}).train()
+    soft.set_run_length(100)
+    with torch.no_grad():
+        soft.codebook.weight.copy_(torch.randn(16, 2) * 0.1)
+        soft.codebook.weight[3] = torch.tensor([100.0, 100.0])
+    for _ in range(40):
+        soft(torch.randn(4, 2, 8, 8) * 0.1)
+        if bool((soft.codebook.weight[3].abs() < 10).all()):
+            break
+    assert bool((soft.codebook.weight[3].abs() < 10).all())
+    off = build_quantizer("soft", 2, {"codebook_size": 16, "kmeans_init": False, "restart": False}).train()
+    off.set_run_length(100)
+    with torch.no_grad():
+        off.codebook.weight[3] = torch.tensor([100.0, 100.0])
+    for _ in range(40):
+        off(torch.randn(4, 2, 8, 8) * 0.1)
+    assert bool((off.codebook.weight[3] > 50).all())
+
+
 @pytest.mark.parametrize("kind", ["gumbel", "sq", "soft"])
 def test_schedules_given_as_fractions_reach_their_end_on_the_last_step(kind):
     options = {"gumbel": {"tau_start": 1.0, "tau_end": 0.1, "anneal_fraction": 1.0, "kl_weight": 0.2,

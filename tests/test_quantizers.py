@@ -533,7 +533,7 @@ def test_soft_starts_from_kmeans_of_the_first_batch_and_anneals_to_hard():
     soft = build_quantizer("soft", 2, {"codebook_size": 4, "temperature": 1.0, "temperature_end": 0.01,
                                        "anneal_steps": 2}).train()
     first = soft(z)
-    assert first.codes.unique().numel() == 4 and bool(soft.initialized)
+    assert first.codes.unique().numel() == 4 and bool(soft.codebook.initialized)
     found = soft.codebook.weight.detach()
     assert torch.cdist(found, centres).min(1).values.max() < 0.1  # one code at each cluster
     assert first.stats["temperature"].item() == pytest.approx(1.0)

@@ -30,7 +30,7 @@ def test_there_is_a_config_per_quantizer_and_for_vqvae2():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
-def test_config_trains_a_few_steps(config, tmp_path):
+def test_config_trains_a_few_steps(config, tmp_path, lpips_weights_file):
     cfg = load_config([config], SMALL)
     out = train_tokenizer(cfg, tmp_path / "tokenizer")
     model = Tokenizer.load(out).eval()

@@ -185,14 +185,13 @@ def test_a_resumed_run_restores_the_discriminator_bit_for_bit(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(QUANTIZERS) + ["vqvae2"])
-def test_generator_loss_is_finite_with_every_quantizer(tmp_path, name):
+def test_generator_loss_is_finite_with_every_quantizer(tmp_path, name, lpips_weights_file):
     config = (_tiny(QUANTIZERS["vq"]).model_copy(update={"arch": "vqvae2", "downsample": 2})
               if name == "vqvae2" else _tiny(QUANTIZERS[name]))
     if name == "sq":
         config = config.model_copy(update={"recon_loss": "gaussian"})
-    path, _ = _random_vgg_file(tmp_path)
     module = training_module(config, TrainConfig(lr=1e-3), TokenizerLossConfig(
-        adversarial_weight=0.5, perceptual_weight=1.0, lpips_weights=str(path), disc_start_steps=1, disc_layers=2))
+        adversarial_weight=0.5, perceptual_weight=1.0, disc_start_steps=1, disc_layers=2))
     logged = []
     module.log = lambda name, value, **kw: logged.append((name, float(value)))
     _trainer(tmp_path, 3, enable_checkpointing=False).fit(module, _loader(24))
@@ -221,9 +220,28 @@ def test_accumulation_with_a_discriminator_is_refused():
                         TokenizerLossConfig(adversarial_weight=1.0, disc_layers=2))
 
 
-def test_lpips_module_stays_out_of_checkpoints(tmp_path):
-    path, _ = _random_vgg_file(tmp_path)
-    module = training_module(_tiny(), TrainConfig(), TokenizerLossConfig(perceptual_weight=1.0,
-                                                                         lpips_weights=str(path)))
+def test_lpips_module_stays_out_of_checkpoints(lpips_weights_file):
+    module = training_module(_tiny(), TrainConfig(), TokenizerLossConfig(perceptual_weight=1.0))
     assert isinstance(module.lpips, nn.Module)
     assert not any("lpips" in key for key in module.state_dict())
+
+
+def test_tokenizer_eval_reports_lpips_when_its_weights_are_there(lpips_weights_file, monkeypatch):
+    from pipeline.core.images import ImageData
+    from stage1_tokenizer.evaluate import evaluate_tokenizer, optional_lpips
+    from stage1_tokenizer.tokenizer import build_tokenizer
+
+    torch.manual_seed(0)
+    model = build_tokenizer(_tiny())
+    data = ImageData(torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8), torch.zeros(6, dtype=torch.long),
+                     ["0"], "random", "test")
+    lpips, why_not = optional_lpips()
+    metrics, _ = evaluate_tokenizer(model, data, batch_size=4, lpips=lpips)
+    assert why_not is None and metrics["lpips"] > 0
+    recon = model.decode(model.encode(data.images.float() / 127.5 - 1)).clamp(-1, 1)
+    assert metrics["lpips"] == pytest.approx(lpips(recon, data.images.float() / 127.5 - 1).mean().item(), rel=1e-4)
+    monkeypatch.delenv(perceptual.WEIGHTS_ENV)
+    monkeypatch.setattr(perceptual, "_downloaded_backbone", lambda: (_ for _ in ()).throw(OSError("offline")))
+    lpips, why_not = optional_lpips()
+    assert lpips is None and "VGG16" in why_not
+    assert evaluate_tokenizer(model, data, lpips=None)[0]["lpips"] is None

@@ -42,7 +42,7 @@ def tokenizer_eval(
     check_split(split)
     check_exists(tokenizer, "--tokenizer")
     cfg = source.load()
-    from stage1_tokenizer.evaluate import evaluate_tokenizer, reconstruction_grid, usage_histogram
+    from stage1_tokenizer.evaluate import evaluate_tokenizer, optional_lpips, reconstruction_grid, usage_histogram
     from stage1_tokenizer.tokenizer import Tokenizer
 
     from ..core.files import write_json
@@ -52,7 +52,8 @@ def tokenizer_eval(
     tok_dir = tokenizer or RunPaths(cfg.run_dir).tokenizer
     model = Tokenizer.load(tok_dir)
     images = load_split(cfg.data, split)
-    metrics, counts = evaluate_tokenizer(model, images)
+    lpips, why_not = optional_lpips(cfg.tokenizer.loss.lpips_weights)
+    metrics, counts = evaluate_tokenizer(model, images, lpips=lpips)
     target = out or tok_dir / EVAL_DIR
     target.mkdir(parents=True, exist_ok=True)
     reconstruction_grid(model, images, target / "reconstructions.png")
@@ -60,6 +61,8 @@ def tokenizer_eval(
     write_json(target / "eval.json", {"tokenizer": str(tok_dir), "data": f"{cfg.data.name}/{split}", **metrics})
     record_config(cfg, target)
     _print_eval(metrics, tok_dir, f"{cfg.data.name}/{split}")
+    if why_not:
+        console.print(f"LPIPS not measured: {why_not} (see tokenizer.loss.lpips_weights)")
     console.print(f"wrote {target}/eval.json, reconstructions.png, codebook_usage.png")
 
 
@@ -71,7 +74,7 @@ def _print_eval(metrics: dict, tok_dir: Path, data: str) -> None:
     table = Table(title=f"tokenizer {tok_dir} on {data} ({metrics['images']} images)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("mse", "psnr", "ssim"):
+    for key in ("mse", "psnr", "ssim", "lpips"):
         if metrics[key] is not None:
             table.add_row(key, f"{metrics[key]:.4f}")
     for level, stats in metrics["levels"].items():

@@ -1,6 +1,6 @@
 """A bank of codebooks looked up by nearest neighbour, and the upkeep that keeps their codes in use.
 
-Shared by the ``vq``, ``ema``, ``rvq`` and ``pq`` quantizers, whose config models inherit
+Shared by the ``vq``, ``ema``, ``rvq``, ``pq`` (and, for its upkeep, ``soft``) quantizers, whose config models inherit
 :class:`CodebookOptions`. ``G`` independent codebooks of ``K`` vectors of size ``d`` (one for plain VQ, one per
 group for product VQ) are looked up together with batched fp32 distances. The vectors are learned either
 
@@ -136,11 +136,11 @@ class Codebook(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
-            self._upkeep_before_lookup(x.detach().float())
+            self.upkeep_before_lookup(x.detach().float())
         indices = self.nearest(x)
         quantized = self.embed(indices)
         if self.training:
-            self._update_statistics(x.detach().float(), indices)
+            self.update_statistics(x.detach().float(), indices)
         return indices, quantized
 
     def loss(self, x: torch.Tensor, quantized: torch.Tensor, beta: float):
@@ -158,7 +158,7 @@ class Codebook(nn.Module):
 
     # --- upkeep ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _upkeep_before_lookup(self, x: torch.Tensor) -> None:
+    def upkeep_before_lookup(self, x: torch.Tensor) -> None:
         self.restarted_last_step = 0
         if not bool(self.initialized):
             centroids, _ = kmeans(x, self.size, self.kmeans_iters, spherical=self.cosine)
@@ -184,7 +184,7 @@ class Codebook(nn.Module):
             self.ema_sum.view(self.groups, self.size, self.dim)[mask] = vectors[mask].to(self.ema_sum.dtype)
 
     @torch.no_grad()
-    def _update_statistics(self, x: torch.Tensor, indices: torch.Tensor) -> None:
+    def update_statistics(self, x: torch.Tensor, indices: torch.Tensor) -> None:
         if not (self.learned_by_ema or self.restart):
             return
         if self.learned_by_ema:

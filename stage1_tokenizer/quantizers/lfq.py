@@ -41,7 +41,10 @@ class LFQConfig(QuantizerOptions):
     entropy_weight: float = 0.1  # overall weight of the entropy penalty
     sample_entropy_weight: float = 1.0  # per-position entropy (minimised)
     codebook_entropy_weight: float = 1.0  # entropy of the batch-mean distribution (maximised)
-    entropy_temperature: float = 0.01  # T in softmax(-||x - c||^2 / T)
+    # T in softmax(-||x - c||^2 / T). Per bit the logit is 4 x_i / T: at T = 0.01 a bit whose sign settles is
+    # saturated, the batch-entropy term sends it no gradient and it stays dead (MNIST, one epoch: 6% usage,
+    # perplexity 32); at T = 1 every bit keeps a gradient (100% usage, perplexity 308).
+    entropy_temperature: float = 1.0
 
 
 def bit_patterns(bits: int, device: torch.device | None = None) -> torch.Tensor:

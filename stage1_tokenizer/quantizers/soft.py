@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer
-from .codebook import vq_loss_terms
-from .distances import nearest_code, squared_distances
-from .kmeans import kmeans
+from .codebook import Codebook, CodebookOptions, vq_loss_terms
+from .distances import squared_distances
 from .options import QuantizerOptions
 from .registry import register_quantizer
 from .schedules import RunSchedule, check_schedule, interpolate
@@ -46,6 +45,10 @@ class SoftConfig(QuantizerOptions):
     relative_temperature: bool = True
     kmeans_init: bool = True  # codes start as k-means centroids of the first training batch
     kmeans_iters: int = 10
+    # Dead-code restarts as in vq: without them a third of the codes were dead after one MNIST epoch.
+    restart: bool = True
+    dead_code_threshold: float = 1.0
+    usage_decay: float = 0.9
 
 
 @register_quantizer(SoftConfig)
@@ -59,17 +62,16 @@ class SoftQuantizer(RunSchedule, Quantizer):
                              f"{config.temperature} and {config.temperature_end}")
         check_schedule(config.schedule, config.temperature, config.temperature_end, config.anneal_steps,
                        config.anneal_fraction)
-        if config.kmeans_init and config.kmeans_iters < 1:
-            raise ValueError(f"quantizer.kmeans_iters must be at least 1 with kmeans_init, got {config.kmeans_iters}")
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]
-        self.codebook = nn.Embedding(config.codebook_size, embed_dim)
-        bound = 1.0 / config.codebook_size
-        nn.init.uniform_(self.codebook.weight, -bound, bound)
-        # Saved with the model, so a resumed run neither re-initialises the codes nor restarts the schedule.
+        # The shared codebook brings k-means init and dead-code restarts; the lookup here is soft, so only its
+        # upkeep is used (its state is saved with the model, like the schedule's step).
+        upkeep = CodebookOptions(kmeans_init=config.kmeans_init, kmeans_iters=config.kmeans_iters,
+                                 restart=config.restart, dead_code_threshold=config.dead_code_threshold,
+                                 usage_decay=config.usage_decay)
+        self.codebook = Codebook(config.codebook_size, embed_dim, options=upkeep)
         self._init_schedule()
-        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
         self._init_usage()
 
     def temperature(self) -> float:
@@ -78,12 +80,9 @@ class SoftQuantizer(RunSchedule, Quantizer):
                            c.schedule)
 
     def quantize(self, x: torch.Tensor) -> Quantized:
-        if self.training and not bool(self.initialized):
-            with torch.no_grad():  # identical on every process: kmeans reduces and broadcasts
-                centroids, _ = kmeans(x.detach()[None], self.config.codebook_size, self.config.kmeans_iters)
-                self.codebook.weight.copy_(centroids[0])
-                self.initialized.fill_(True)
-        codebook = self.codebook.weight.float()
+        if self.training:  # k-means init and restarts (identical on every process: counts are reduced)
+            self.codebook.upkeep_before_lookup(x.detach().float()[None])
+        codebook = self.codebook.vectors()[0]
         tau = self.temperature()
         if self.training:
             distances = squared_distances(x, codebook)  # the whole matrix: the softmax needs every code
@@ -91,9 +90,10 @@ class SoftQuantizer(RunSchedule, Quantizer):
             indices = nearest.indices
             scale = nearest.values.mean().detach().clamp_min(1e-12) if self.config.relative_temperature else 1.0
             z_q = F.softmax(-distances / (tau * scale), dim=-1) @ codebook
+            self.codebook.update_statistics(x.detach().float()[None], indices[None])
             self.step += 1
         else:
-            indices = nearest_code(x, codebook)
+            indices = self.codebook.nearest(x[None])[0]
             z_q = F.embedding(indices, codebook)
         codebook_loss, commitment_loss = vq_loss_terms(x, F.embedding(indices, codebook))
         loss = codebook_loss + self.config.beta * commitment_loss
@@ -102,4 +102,4 @@ class SoftQuantizer(RunSchedule, Quantizer):
         return Quantized(z_q, indices[:, None], loss, stats)
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
-        return F.embedding(codes[:, 0], self.codebook.weight.float())
+        return F.embedding(codes[:, 0], self.codebook.vectors()[0])
