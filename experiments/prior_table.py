@@ -72,7 +72,10 @@ def main() -> None:
 
     common = [*args.sets, f"sample.n={args.n}", f"sample.batch_size={args.sample_batch}",
               f"fid.fast={args.fid_path == 'fast'}"]
-    config = lambda *more: load_config(args.config, [*common, *more])  # noqa: E731
+
+    def config(*more: str):
+        return load_config(args.config, [*common, *more])
+
     cfg = config()
     fid_lib.check_weights_available(fid_lib.resolve_weights(cfg.fid.inception_weights))  # before any training
     paths = RunPaths(cfg.run_dir, tokenizer=args.tokenizer_dir)
