@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import sys
 from pathlib import Path
+
+from results_table import command_line, machine_label, merge_rows
 
 os.environ.setdefault("VQGEN_NO_PROGRESS", "1")
 
@@ -38,18 +38,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/quantizer_table"), help="run folders")
     parser.add_argument("--results", type=Path, default=None, help="JSON table to merge the rows into")
     return parser.parse_args()
-
-
-def merge_rows(path: Path, rows: list[dict]) -> None:
-    """Replace the rows of the same quantizer and budget, keep the rest; written atomically."""
-    from pipeline.core.files import write_text
-
-    table = json.loads(path.read_text()) if path.exists() else []
-    keys = {(row["quantizer"], row["epochs"], row.get("steps")) for row in rows}
-    table = [row for row in table if (row["quantizer"], row["epochs"], row.get("steps")) not in keys] + rows
-    table.sort(key=lambda row: (row["epochs"], row["quantizer"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(table, indent=2) + "\n")
 
 
 def main() -> None:
@@ -73,7 +61,7 @@ def main() -> None:
     unknown = [name for name in names if name not in configs]
     if unknown:
         sys.exit(f"no config named {', '.join(unknown)} in configs/tokenizer/ (have: {', '.join(configs)})")
-    command = "uv run python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+    command = command_line()
     weights = fid_lib.resolve_weights(args.inception_weights) if args.rfid else None
     if args.rfid:
         fid_lib.check_weights_available(weights)
@@ -113,11 +101,12 @@ def main() -> None:
             row["rfid"] = round(fid_lib.compute_metrics(recon[:n], reference.images, reference.cache_name, weights,
                                                         precision_recall=False)["fid"], 3)
             row["rfid_count"] = f"{n} reconstructions vs {len(reference.images)} test images"
-        row["machine"] = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        row["machine"] = machine_label()
         row["command"] = command
         print(json.dumps(row), flush=True)
         if args.results:
-            merge_rows(args.results, [row])
+            merge_rows(args.results, [row], key=lambda r: (r["quantizer"], r["epochs"], r.get("steps")),
+                       order=lambda r: (r["epochs"], r["quantizer"]))
 
 
 if __name__ == "__main__":

@@ -28,3 +28,11 @@ def test_listings_find_what_the_steps_wrote(tmp_path):
     assert [p.name for p in paths.priors()] == ["prior-gpt", "prior-pixelcnn"]
     assert [p.name for p in paths.sample_sets()] == ["samples-gpt", "samples-pixelcnn"]
     assert [Path(p).parent.name for p in paths.metrics_files()] == ["report", "report-gpt"]
+
+
+def test_sweeps_and_a_tokenizer_from_elsewhere(tmp_path):
+    paths = RunPaths(tmp_path / "run", tokenizer=tmp_path / "other" / "tokenizer")
+    assert paths.tokenizer == tmp_path / "other" / "tokenizer" and paths.codes_root == tmp_path / "run" / "codes"
+    assert paths.samples("maskgit", "cfg2-steps12-ct4.5") == tmp_path / "run" / "samples-maskgit-cfg2-steps12-ct4.5"
+    assert paths.arch_report("gpt", "cfg0") == tmp_path / "run" / "report-gpt-cfg0"
+    assert paths.real_report == tmp_path / "run" / "report-real"

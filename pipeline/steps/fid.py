@@ -27,9 +27,13 @@ console = Console(stderr=True)
 
 
 def fingerprint(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Path) -> str:
-    fid = cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"})
     return digest("report", sha256_file(samples_dir / CODES_FILE), sha256_file(tokenizer_dir / WEIGHTS_FILE),
-                  fid, cfg.data.model_dump(mode="json"))
+                  *_protocol(cfg))
+
+
+def _protocol(cfg: PipelineConfig) -> tuple[dict, dict]:
+    """The settings that change a report's figures (not where features are cached, nor the batch size)."""
+    return cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"}), cfg.data.model_dump(mode="json")
 
 
 def is_complete(out: Path) -> bool:
@@ -65,7 +69,7 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
     reference = load_images(f.reference or f.reference_split, cfg.data, f.max_reference, weights_info["sha256"])
     ref_images = reference.images
     # A split on the generated side (a real-vs-real baseline) takes as many images as the reference.
-    generated = load_images(samples_dir, cfg.data, f.max_reference if str(samples_dir) in SPLITS else None,
+    generated = load_images(samples_dir, cfg.data, ref_images.shape[0] if str(samples_dir) in SPLITS else None,
                             weights_info["sha256"])
     samples = generated.images
     console.print(f"FID: {generated.description} vs {reference.description}")
@@ -102,9 +106,19 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
 
 
 def step(cfg: PipelineConfig, paths: RunPaths, arch: str, out: Optional[Path] = None,
-         with_rfid: bool = True) -> Step:
-    """The report on ``arch``'s samples, in ``out`` (default RUN/report); ``with_rfid`` False leaves rFID out."""
-    samples_dir, out = paths.samples(arch), out or paths.report
+         with_rfid: bool = True, setting: str = "") -> Step:
+    """The report on ``arch``'s samples (the set named ``setting``), in ``out`` (default RUN/report);
+    ``with_rfid`` False leaves rFID out."""
+    samples_dir, out = paths.samples(arch, setting), out or paths.report
     return Step("fid", out / METRICS_FILE, lambda: fingerprint(cfg, samples_dir, paths.tokenizer),
                 lambda: is_complete(out),
                 lambda expected: run(cfg, samples_dir, paths.tokenizer if with_rfid else None, out, expected))
+
+
+def real_step(cfg: PipelineConfig, paths: RunPaths, split: str = "train") -> Step:
+    """The floor under every generator's figures, in RUN/report-real: as many real images of ``split`` as the
+    reference holds, scored against it, and the rFID of the tokenizer's reconstructions of the reference."""
+    out = paths.real_report
+    return Step(f"fid {split} vs reference", out / METRICS_FILE,
+                lambda: digest("real report", split, sha256_file(paths.tokenizer / WEIGHTS_FILE), *_protocol(cfg)),
+                lambda: is_complete(out), lambda expected: run(cfg, split, paths.tokenizer, out, expected))

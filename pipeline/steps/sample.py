@@ -107,7 +107,8 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
             "n": s.n, "prior": str(prior_dir), "tokenizer": str(tokenizer_dir),
             "tokenizer_sha256": provenance.get("tokenizer_sha256"), "arch": prior.config.arch,
             "controls": controls.model_dump(), "label": s.label, "seed": s.seed,
-            "seconds": round(seconds, 3), "fingerprint": fingerprint_value,
+            "seconds": round(seconds, 3), "device": str(next(prior.parameters()).device),
+            "fingerprint": fingerprint_value,
             "codes_sha256": sha256_file(tmp / CODES_FILE),
         })
     console.print(f"sampled {s.n} images in {seconds:.1f}s -> {out}")
@@ -118,7 +119,9 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
     return out
 
 
-def step(cfg: PipelineConfig, paths: RunPaths, arch: str) -> Step:
-    prior_dir, out = paths.prior(arch), paths.samples(arch)
-    return Step("sample", out / META_FILE, lambda: fingerprint(cfg, prior_dir, paths.tokenizer),
+def step(cfg: PipelineConfig, paths: RunPaths, arch: str, setting: str = "") -> Step:
+    """``setting`` names this sample set among several of one prior (``cfg.sample`` holds its controls)."""
+    prior_dir, out = paths.prior(arch), paths.samples(arch, setting)
+    return Step(f"sample {arch} {setting}" if setting else "sample", out / META_FILE,
+                lambda: fingerprint(cfg, prior_dir, paths.tokenizer),
                 lambda: is_complete(out), lambda expected: run(cfg, prior_dir, paths.tokenizer, out, expected))
