@@ -20,10 +20,8 @@ from .core.errors import VqgenError
 from .core.files import remove_stale_temporaries
 from .core.optim import TRAINER_ALIASES, TrainConfig
 from .training_callbacks import LAST_CHECKPOINT, AtomicCheckpointIO, NonFiniteLossGuard, RandomStateCheckpoint
-from .training_logs import LOG_DIR, LoggerConfig
+from .training_logs import LoggerConfig
 from .training_loggers import EpochImages, make_loggers
-
-__all__ = ["CHECKPOINT_DIR", "LAST_CHECKPOINT", "LOG_DIR", "AtomicCheckpointIO", "build_trainer", "fit"]
 
 CHECKPOINT_DIR = "checkpoints"
 # Trainer arguments vqgen sets itself: the output folder, the loggers (logger:), its callbacks and checkpoint writer.
