@@ -17,7 +17,8 @@ from stage2_prior.config import PriorConfig, SampleControls
 
 from .datasets import DataConfig
 from .core.errors import VqgenError
-from .core.optim import TrainConfig
+from .core.optim import TrainConfig, with_trainer_aliases
+from .training_logs import LoggerConfig
 
 
 class TokenizerSection(TokenizerConfig):
@@ -44,6 +45,9 @@ class SampleSection(SampleControls):
     label: Optional[Union[int, Literal["all"]]] = "all"  # class-conditional priors: one class, or all evenly
     batch_size: PositiveInt = 256
     seed: int = 0
+
+    def controls(self) -> SampleControls:
+        return SampleControls(**self.model_dump(include=set(SampleControls.model_fields)))
 
 
 class FidSection(BaseModel):
@@ -77,6 +81,18 @@ class PipelineConfig(BaseModel):
     prior: PriorSection = Field(default_factory=PriorSection)
     sample: SampleSection = Field(default_factory=SampleSection)
     fid: FidSection = Field(default_factory=FidSection)
+    logger: LoggerConfig = Field(default_factory=LoggerConfig)  # training logs: csv, tensorboard or wandb
+
+
+def _trainer_aliases(tree: dict) -> dict:
+    """A source's short Trainer keys (tokenizer.train.max_epochs) moved into ``train.trainer`` before it is merged,
+    so that a later file or override wins whichever spelling each one used."""
+    for name, field in PipelineConfig.model_fields.items():
+        section = tree.get(name)
+        if isinstance(section, dict) and "train" in section and "train" in getattr(field.annotation, "model_fields",
+                                                                                     {}):
+            tree[name] = {**section, "train": with_trainer_aliases(section["train"])}
+    return tree
 
 
 def _merge(base: dict, update: dict, source: str, origins: dict[str, str], prefix: str = "") -> dict:
@@ -164,9 +180,9 @@ def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> Pipe
     merged: dict[str, Any] = PipelineConfig().model_dump(mode="json")
     origins: dict[str, str] = {}
     for file in files:
-        _merge(merged, read_yaml(Path(file)), str(file), origins)
+        _merge(merged, _trainer_aliases(read_yaml(Path(file))), str(file), origins)
     for text in overrides:
-        _merge(merged, parse_override(text), f"--set {text}", origins)
+        _merge(merged, _trainer_aliases(parse_override(text)), f"--set {text}", origins)
     try:
         return PipelineConfig(**merged)
     except ValidationError as err:

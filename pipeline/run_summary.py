@@ -6,7 +6,6 @@ figures, the sample grids, and the CSV training logs (drawn as loss curves)."""
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import shutil
@@ -16,6 +15,7 @@ from typing import Any, Optional
 from .core.errors import VqgenError
 from .core.files import CONFIG_FILE, atomic_path, write_json, write_text
 from .run_paths import GRID_FILE, RunPaths
+from .training_logs import log_versions, metrics_rows
 
 
 def _maybe_json(path: Path) -> Optional[dict]:
@@ -85,7 +85,7 @@ def _evaluate(run: Path, out: Path) -> None:
 
 def loss_curves(run: Path, path: Path) -> bool:
     """Plot every training log in the run (tokenizer and priors): training loss by step, validation by epoch."""
-    logs = sorted(run.glob("*/logs/version_0/metrics.csv"))
+    logs = [step for step in sorted(run.iterdir()) if step.is_dir() and log_versions(step)]
     if not logs:
         return False
     import matplotlib
@@ -94,14 +94,14 @@ def loss_curves(run: Path, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.2), squeeze=False)
-    for ax, log in zip(axes[0], logs):
-        rows = list(csv.DictReader(log.open()))
+    for ax, step in zip(axes[0], logs):
+        rows = metrics_rows(step)  # a resumed run's log versions joined
         for column in ("train/loss", "val/recon_mse", "val/bits_per_code"):
             points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
             if points:
                 ax.plot(*zip(*points), label=column, marker="o" if column.startswith("val") else None,
                         markersize=3)
-        ax.set_title(log.parents[2].name)
+        ax.set_title(step.name)
         ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.legend(fontsize=8)

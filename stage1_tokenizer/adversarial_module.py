@@ -22,7 +22,7 @@ from .losses import loss_image
 class AdversarialTokenizerModule(TokenizerModule):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.train_config.accumulate_grad_batches > 1:
+        if self.train_config.trainer.get("accumulate_grad_batches", 1) > 1:
             raise VqgenError("tokenizer.train.accumulate_grad_batches must be 1 with a discriminator "
                              "(tokenizer.loss.adversarial_weight > 0): raise batch_size instead")
         self.automatic_optimization = False
@@ -89,8 +89,9 @@ class AdversarialTokenizerModule(TokenizerModule):
         opt_g.zero_grad(set_to_none=True)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(total)
-        if self.train_config.gradient_clip_val:
-            self.clip_gradients(opt_g, gradient_clip_val=self.train_config.gradient_clip_val)
+        clip = self.train_config.trainer.get("gradient_clip_val")  # kept from the Trainer, which cannot clip here
+        if clip:
+            self.clip_gradients(opt_g, gradient_clip_val=clip)
         opt_g.step()
         self.update_average()
         if active:

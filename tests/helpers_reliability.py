@@ -157,12 +157,5 @@ def same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def metrics_rows(out_dir: Path) -> list[dict]:
-    import csv
-
-    path = out_dir / "logs" / "version_0" / "metrics.csv"
-    return list(csv.DictReader(path.open())) if path.exists() else []
-
-
 def wait_for(path: Path) -> Callable[[], bool]:
     return lambda: path.exists()

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from helpers_reliability import (PRIOR_TINY, STEPS_PER_EPOCH, TOKENIZER_TINY, assert_clear_error, fork_cli, invoke,
-                                 kill_self, load_checkpoint_safely, metrics_rows, same_weights, sets, temporaries,
-                                 vqgen_subprocess, wait_for)
+                                 kill_self, load_checkpoint_safely, same_weights, sets, temporaries, vqgen_subprocess,
+                                 wait_for)
+from pipeline.training_logs import metrics_rows
 
 EPOCHS = 3
 TOTAL_STEPS = EPOCHS * STEPS_PER_EPOCH
@@ -248,13 +249,20 @@ def test_real_vqgen_process_killed_and_rerun(reference, tmp_path, stage):
     assert temporaries(run) == []
 
 
-def test_log_damaged_by_a_kill_mid_write_is_repaired_on_resume(tmp_path):
-    """A signal while Lightning rewrote metrics.csv left rows longer than its header; resuming crashed on it."""
-    from pipeline.training import _AppendingExperimentWriter
+def test_log_damaged_by_a_kill_mid_write_is_read_with_the_resumed_run(tmp_path):
+    """A signal while Lightning rewrote metrics.csv (for a new column) left rows longer than its header; resuming
+    crashed on it. The resumed run writes the next log version and never touches the damaged one; the readers keep
+    what parses of it, then the new rows."""
+    from pipeline.training_loggers import make_loggers
+    from pipeline.training_logs import LoggerConfig
 
-    (tmp_path / "metrics.csv").write_text("a,step\n1,0\n2,1,9,9\n")
-    writer = _AppendingExperimentWriter(log_dir=str(tmp_path))
-    writer.log_metrics({"b": 3.0}, step=2)
-    writer.save()  # a new key: the header is rewritten (atomically now)
-    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["a,b,step", "1,,0", "2,,1", ",3.0,2"]
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    damaged = tmp_path / "logs" / "version_0" / "metrics.csv"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text("a,step\n1,0\n2,1,9,9\n")
+    logger = make_loggers(LoggerConfig(), tmp_path, "run")[0]
+    logger.log_metrics({"b": 3.0}, step=2)
+    logger.save()
+    assert logger.version == 1
+    assert metrics_rows(tmp_path) == [{"a": "1", "step": "0"}, {"a": "2", "step": "1"}, {"b": "3.0", "step": "2"}]
+    assert damaged.read_text() == "a,step\n1,0\n2,1,9,9\n"
+    assert not [p for p in tmp_path.rglob("*.tmp")]

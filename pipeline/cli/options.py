@@ -33,19 +33,22 @@ DATA_OPTIONS = {  # parameter name: (type, option, config key)
     "data_root": (Optional[str], typer.Option(None, "--data-root", help="Dataset folder (else data.root or "
                                                                         "$VQGEN_DATA_DIR)."), "data.root"),
 }
-TRAINER_OPTIONS = {  # parameter name: (type, option, key under SECTION.train)
+TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the command's tokenizer or prior)
     "devices": (Optional[str], typer.Option(None, "--devices", help="Lightning devices (1, 2, auto, ...)."),
-                "devices"),
+                "SECTION.train.devices"),
     "precision": (Optional[str], typer.Option(None, "--precision",
                                               help="Lightning precision (32-true, bf16-mixed, 16-mixed)."),
-                  "precision"),
-    "max_epochs": (Optional[int], typer.Option(None, "--max-epochs"), "max_epochs"),
-    "max_steps": (Optional[int], typer.Option(None, "--max-steps"), "max_steps"),
-    "accelerator": (Optional[str], typer.Option(None, "--accelerator", help="cpu, gpu, auto."), "accelerator"),
+                  "SECTION.train.precision"),
+    "max_epochs": (Optional[int], typer.Option(None, "--max-epochs"), "SECTION.train.max_epochs"),
+    "max_steps": (Optional[int], typer.Option(None, "--max-steps"), "SECTION.train.max_steps"),
+    "accelerator": (Optional[str], typer.Option(None, "--accelerator", help="cpu, gpu, auto."),
+                    "SECTION.train.accelerator"),
     "profiler": (Optional[str], typer.Option(None, "--profiler", help="Lightning profiler: simple, advanced, pytorch."),
-                 "profiler"),
+                 "SECTION.train.profiler"),
     "accumulate": (Optional[int], typer.Option(None, "--accumulate", help="Gradient accumulation batches."),
-                   "accumulate_grad_batches"),
+                   "SECTION.train.accumulate_grad_batches"),
+    "logger": (Optional[str], typer.Option(None, "--logger", help="Training log besides the CSV one: csv (none), "
+                                                                  "tensorboard, wandb (offline)."), "logger.name"),
 }
 
 
@@ -112,7 +115,7 @@ def config_command(data: bool = False, trainer: Optional[str] = None) -> Callabl
             kwargs.pop("debug")
             files, sets, run_dir = (kwargs.pop(name) for name in CONFIG_OPTIONS)
             shortcuts = {key: kwargs.pop(name) for name, (_, _, key) in DATA_OPTIONS.items() if data}
-            shortcuts |= {f"{trainer}.train.{key}": kwargs.pop(name)
+            shortcuts |= {key.replace("SECTION", trainer): kwargs.pop(name)
                           for name, (_, _, key) in TRAINER_OPTIONS.items() if trainer}
             return func(source=ConfigSource(files, sets, run_dir, shortcuts), **kwargs)
 

@@ -97,8 +97,13 @@ def save_png(image: torch.Tensor, path: Path) -> None:
         Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(tmp, format="PNG")
 
 
-def write_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """uint8 images ``[N, C, H, W]`` -> one uint8 RGB image ``[3, H', W']``, ``nrow`` a row, on a white ground."""
     from torchvision.utils import make_grid
 
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
+    return make_grid(images, nrow=nrow, padding=padding, pad_value=255)
+
+
+def write_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, padding: int = 2) -> None:
+    grid = image_grid(images, nrow, padding)
     save_png(grid if images.shape[1] != 1 else grid[:1], path)

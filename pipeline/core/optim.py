@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 if TYPE_CHECKING:  # importing Lightning costs seconds; a config check must not pay for it
     import lightning as L
 
 
+# Lightning Trainer options that were TrainConfig fields before the ``trainer:`` mapping. Configs, saved runs and
+# the CLI still give them beside the optimisation options (tokenizer.train.max_epochs, --max-epochs); they are
+# moved into the mapping here, and only here.
+TRAINER_ALIASES = ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "precision",
+                   "accelerator", "devices", "num_nodes", "log_every_n_steps", "val_check_interval", "profiler")
+# Where vqgen's Trainer departs from Lightning's defaults (short runs on one device, a log row every 10 steps).
+TRAINER_DEFAULTS = {"max_epochs": 10, "devices": 1, "log_every_n_steps": 10}
+
+
+def with_trainer_aliases(train: Any) -> Any:
+    """A ``train:`` mapping with its short Trainer keys moved into ``trainer`` (overriding what it held there)."""
+    if not isinstance(train, dict) or not isinstance(train.get("trainer", {}), dict):
+        return train  # not a mapping: the validation names what is wrong
+    moved = {key: train[key] for key in TRAINER_ALIASES if key in train}
+    if not moved:
+        return train
+    rest = {key: value for key, value in train.items() if key not in moved}
+    return {**rest, "trainer": {**rest.get("trainer", {}), **moved}}
+
+
 class TrainConfig(BaseModel):
+    """The optimisation options; Lightning's Trainer options go in ``trainer``, passed to ``L.Trainer`` as they are
+    (Lightning checks them when a step builds its Trainer)."""
+
     model_config = ConfigDict(extra="forbid")
 
     batch_size: PositiveInt = 128
@@ -21,20 +44,18 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0)
     warmup_fraction: float = Field(0.0, ge=0, lt=1)  # used when warmup_steps is 0: warm-up as a share of the run
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    max_epochs: int = Field(10, ge=-1)
-    max_steps: int = Field(-1, ge=-1)
-    accumulate_grad_batches: PositiveInt = 1
-    gradient_clip_val: Optional[PositiveFloat] = None
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: Union[int, str, list[int]] = 1
-    num_nodes: PositiveInt = 1
-    num_workers: int = Field(0, ge=0)
-    log_every_n_steps: PositiveInt = 10
-    val_check_interval: Optional[Union[PositiveInt, PositiveFloat]] = None
-    profiler: Optional[Literal["simple", "advanced", "pytorch"]] = None
+    num_workers: int = Field(0, ge=0)  # data loader processes
     compile: bool = False  # torch.compile the model before training
     channels_last: bool = False  # NHWC activations for convolutional models (faster convolutions on CPU)
+    trainer: dict[str, Any] = Field(default_factory=lambda: dict(TRAINER_DEFAULTS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trainer_options(cls, data: Any) -> Any:
+        data = with_trainer_aliases(data)
+        if isinstance(data, dict) and isinstance(data.get("trainer", {}), dict):
+            data = {**data, "trainer": {**TRAINER_DEFAULTS, **data.get("trainer", {})}}
+        return data
 
 
 def lr_lambda(config: TrainConfig, total_steps: int | None):

@@ -8,9 +8,24 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-# Trainer settings that change how long or where training runs, not what a finished model is.
+# Training settings that change how long, where or how visibly training runs, not what a finished model is: the
+# run-only train keys and Lightning Trainer options (under train.trainer).
 RUN_ONLY_TRAIN_KEYS = {"max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_workers",
-                       "profiler", "log_every_n_steps", "val_check_interval", "channels_last", "compile"}
+                       "profiler", "log_every_n_steps", "val_check_interval", "channels_last", "compile",
+                       "max_time", "min_epochs", "min_steps", "strategy", "enable_progress_bar", "enable_model_summary",
+                       "num_sanity_val_steps", "limit_val_batches", "check_val_every_n_epoch", "detect_anomaly"}
+# Trainer options that shape the model, as runs recorded them when they were typed TrainConfig fields: a config
+# that leaves them unset (or writes clip 1 for 1.0) keeps the fingerprint of the runs it made then.
+MODEL_TRAINER_DEFAULTS = {"accumulate_grad_batches": 1, "gradient_clip_val": None, "precision": "32-true"}
+
+
+def _train_section(train: dict) -> dict:
+    """The ``train:`` dump with its Trainer options beside the optimisation ones (where they once were fields),
+    less what only shapes the run."""
+    flat = {**{k: v for k, v in train.items() if k != "trainer"}, **MODEL_TRAINER_DEFAULTS, **train["trainer"]}
+    if isinstance(flat["gradient_clip_val"], int) and not isinstance(flat["gradient_clip_val"], bool):
+        flat["gradient_clip_val"] = float(flat["gradient_clip_val"])
+    return {k: v for k, v in flat.items() if k not in RUN_ONLY_TRAIN_KEYS}
 
 
 def digest(*parts: Any) -> str:
@@ -21,7 +36,7 @@ def digest(*parts: Any) -> str:
 def model_section(section) -> dict:
     """A tokenizer: or prior: config section as far as it shapes the trained model."""
     dump = section.model_dump(mode="json")
-    dump["train"] = {k: v for k, v in dump["train"].items() if k not in RUN_ONLY_TRAIN_KEYS}
+    dump["train"] = _train_section(dump["train"])
     loss = getattr(section, "loss", None)  # a tokenizer's VQGAN terms: all off is the plain objective, and runs
     if loss is not None and dump["loss"] == type(loss)().model_dump(mode="json"):  # made before they existed match
         del dump["loss"]

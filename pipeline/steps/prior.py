@@ -10,14 +10,16 @@ from stage2_prior.lightning_module import PriorModule
 from stage2_prior.persistence import save_prior
 
 from ..config import PipelineConfig
-from ..core.code_dataset import CODES_FILE, META_FILE, CodeDataset
+from ..core.code_dataset import CODES_FILE
 from ..core.files import CONFIG_FILE, sha256_file
+from ..data_modules import CodeDataModule
 from ..run_paths import RunPaths
 from ..training import build_trainer, fit
 from .fingerprints import digest, model_section
 from .prior_model import architecture_for, build_for, check_same_codes, evaluate_nll
+from .previews import samples
 from .step import Step
-from .training_setup import archive_stale_checkpoints, loader, model_dir_complete
+from .training_setup import archive_stale_checkpoints, model_dir_complete
 
 
 def fingerprint(cfg: PipelineConfig, train_codes_dir: Path) -> str:
@@ -31,21 +33,21 @@ def is_complete(out: Path) -> bool:
 def run(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
     """Train on ``codes_root/train`` (``codes_root/test`` too when there) and save the prior in ``out``."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    level = cfg.prior.level
-    train_codes = CodeDataset(codes_root / "train", level, all_levels=True)
-    test_dir = codes_root / "test"
-    test_codes = CodeDataset(test_dir, level, all_levels=True) if (test_dir / META_FILE).exists() else None
+    t = cfg.prior.train
+    data = CodeDataModule(codes_root, cfg.prior.level, t.batch_size, t.num_workers, cfg.seed)
+    data.setup("fit")  # the prior is sized from the codes
+    train_codes, test_codes = data.train, data.test
     if test_codes is not None:
         check_same_codes(train_codes, test_codes)
     arch = architecture_for(cfg.prior.architecture(), train_codes)
+    preview = samples(train_codes, cfg.logger.images, cfg.sample.controls()) if cfg.logger.name != "csv" else None
+    # Before anything is moved or built: Lightning checks the trainer options here.
+    trainer = build_trainer(t, out, "prior", cfg.logger, has_validation=test_codes is not None, preview=preview)
     expected = fingerprint(cfg, codes_root / "train")
     archive_stale_checkpoints(out, expected)
     prior = build_for(arch, train_codes)
-    module = PriorModule(prior, cfg.prior.train)
-    trainer = build_trainer(cfg.prior.train, out, has_validation=test_codes is not None)
-    t = cfg.prior.train
-    fit(trainer, module, loader(train_codes, t.batch_size, True, t.num_workers, cfg.seed),
-        loader(test_codes, 256, False, 0, cfg.seed) if test_codes else None, out)
+    module = PriorModule(prior, t)
+    fit(trainer, module, data, out)
     if trainer.is_global_zero:
         nll = evaluate_nll(prior, test_codes) if test_codes else None
         save_prior(prior, out, {

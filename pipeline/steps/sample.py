@@ -10,7 +10,6 @@ import torch
 from rich.console import Console
 
 from stage1_tokenizer.tokenizer import Tokenizer
-from stage2_prior.config import SampleControls
 from stage2_prior.persistence import load_prior
 
 from ..config import PipelineConfig, SampleSection
@@ -76,7 +75,7 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
     s = cfg.sample
     labels = class_labels(s, prior.config.num_classes)
     generator = torch.Generator().manual_seed(s.seed)
-    controls = SampleControls(**s.model_dump(include=set(SampleControls.model_fields)))
+    controls = s.controls()
     all_codes, images = [], []
     level = provenance["codes"]["level"]
     started = time.perf_counter()

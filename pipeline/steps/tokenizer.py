@@ -12,12 +12,13 @@ from stage1_tokenizer.adversarial_module import training_module
 from ..config import PipelineConfig
 from ..core.errors import VqgenError
 from ..core.files import CONFIG_FILE
-from ..datasets import load_split
+from ..data_modules import ImageDataModule
 from ..run_paths import RunPaths
 from ..training import build_trainer, fit
 from .fingerprints import digest, model_section
+from .previews import reconstructions
 from .step import Step
-from .training_setup import archive_stale_checkpoints, built, loader, model_dir_complete
+from .training_setup import archive_stale_checkpoints, built, model_dir_complete
 
 
 def fingerprint(cfg: PipelineConfig) -> str:
@@ -31,21 +32,23 @@ def is_complete(out: Path) -> bool:
 def run(cfg: PipelineConfig, out: Path) -> Path:
     """Train (resuming from ``out``'s checkpoints when they are of this config) and save the model in ``out``."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    train_data, test_data = load_split(cfg.data, "train"), load_split(cfg.data, "test")
+    t = cfg.tokenizer.train
+    data = ImageDataModule(cfg.data, t.batch_size, t.num_workers, cfg.seed)
+    data.setup("fit")  # the model is sized from the images
     arch = cfg.tokenizer.architecture().model_copy(
-        update={"in_channels": train_data.channels, "image_size": train_data.image_size})
+        update={"in_channels": data.train.channels, "image_size": data.train.image_size})
     if arch.image_size % arch.downsample:
         raise VqgenError(f"image size {arch.image_size} is not divisible by tokenizer.downsample {arch.downsample}; "
                          f"set data.image_size to a multiple of it")
+    # Before anything is moved or built: Lightning checks the trainer options here.
+    trainer = build_trainer(t, out, "tokenizer", cfg.logger, manual_optimization=cfg.tokenizer.loss.adversarial,
+                            preview=reconstructions(data.preview(cfg.logger.images)))
     expected = fingerprint(cfg)
     archive_stale_checkpoints(out, expected)
-    module = built("tokenizer", lambda: training_module(arch, cfg.tokenizer.train, cfg.tokenizer.loss))
-    if cfg.tokenizer.train.compile:
+    module = built("tokenizer", lambda: training_module(arch, t, cfg.tokenizer.loss))
+    if t.compile:
         module.model = torch.compile(module.model)
-    trainer = build_trainer(cfg.tokenizer.train, out, manual_optimization=not module.automatic_optimization)
-    t = cfg.tokenizer.train
-    fit(trainer, module, loader(train_data, t.batch_size, True, t.num_workers, cfg.seed),
-        loader(test_data, 256, False, 0, cfg.seed), out)
+    fit(trainer, module, data, out)
     if trainer.is_global_zero:
         model = module.evaluation_model()  # the EMA weights when the run keeps an average
         model = model._orig_mod if hasattr(model, "_orig_mod") else model

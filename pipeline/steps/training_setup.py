@@ -1,29 +1,20 @@
-"""What the two training steps (tokenizer, prior) share: data loaders that resume in order, model construction
-errors turned into user errors, and checkpoints of another config set aside before training anew."""
+"""What the two training steps (tokenizer, prior) share: model construction errors turned into user errors, and
+checkpoints of another config set aside before training anew."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
-from torch.utils.data import DataLoader
 
 from ..core.errors import VqgenError
 from ..core.files import load_model_dir, write_json
-from ..training import CHECKPOINT_DIR, LOG_DIR, EpochRandomSampler
+from ..training import CHECKPOINT_DIR
+from ..training_logs import LOG_DIR
 from .fingerprints import recorded_fingerprint
 
 console = Console(stderr=True)
-
-
-def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
-    # The shuffle order is a function of (seed, epoch), so a resumed run sees the batches an uninterrupted one would.
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochRandomSampler(dataset, seed) if shuffle else None,
-                      num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
-                      persistent_workers=num_workers > 0)
 
 
 def built(kind: str, build):
@@ -48,7 +39,7 @@ def archive_stale_checkpoints(out: Path, expected: str) -> None:
         stale = out / f"{CHECKPOINT_DIR}-stale-{stamp}"
         ckpt_dir.rename(stale)
         console.print(f"[yellow]checkpoints in {ckpt_dir} came from another config; moved them to {stale}[/]")
-        if (out / LOG_DIR).exists():  # their training logs go with them (a resumed run appends to its logs)
+        if (out / LOG_DIR).exists():  # their training logs go with them, every version
             (out / LOG_DIR).rename(out / f"{LOG_DIR}-stale-{stamp}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": expected})
