@@ -4,7 +4,6 @@ Markdown form."""
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,16 +58,12 @@ def settings_for(arch: str, conditional: bool, scales: list[float], steps: list[
 def best_epoch(prior_dir: Path) -> Optional[int]:
     """The epoch (from 1) whose end measured the lowest test-split bits per code, from the training log (an epoch
     measured twice by a resumed run: its last value). Equal to ``epochs``: the NLL was still improving."""
-    from pipeline.training import LOG_DIR
+    from pipeline.training_logs import metrics_rows
 
-    log = prior_dir / LOG_DIR / "version_0" / "metrics.csv"
-    if not log.exists():
-        return None
     by_epoch: dict[int, float] = {}
-    with log.open(newline="") as handle:
-        for entry in csv.DictReader(handle):
-            if entry.get("val/bits_per_code"):
-                by_epoch[int(entry["epoch"])] = float(entry["val/bits_per_code"])
+    for entry in metrics_rows(prior_dir):  # every log version of a resumed run, in order
+        if entry.get("val/bits_per_code"):
+            by_epoch[int(entry["epoch"])] = float(entry["val/bits_per_code"])
     return min(by_epoch, key=by_epoch.get) + 1 if by_epoch else None
 
 
