@@ -61,14 +61,12 @@ class TokenizerModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.train_config.channels_last:  # here, before DDP wraps the model and records its gradient layout
             self.model.to(memory_format=torch.channels_last)
-        if self.lpips is not None:
-            self.lpips.to(self.device)
 
     def on_fit_start(self) -> None:
+        if self.lpips is not None:  # unregistered, so Lightning does not move it; by now the module is on its device
+            self.lpips.to(self.device)
         # Schedules given as fractions of the run (temperatures, KL ramps) need its length in forward passes;
         # a run with no end leaves them unknown, and the quantizers say so.
-        if self.lpips is not None:
-            self.lpips.to(self.device)
         steps = self.total_steps()
         if steps is not None:
             for quantizer in self.model.quantizers().values():
