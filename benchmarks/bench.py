@@ -6,6 +6,7 @@ Sections (``--only a,c`` picks some):
   c. sampling 64 images: GPT with/without KV cache, MaskGIT 8/12 steps, PixelCNN (s)
   d. FID feature extraction, our exact and fast paths vs torch_fidelity on PNG folders (images/s)
   e. peak memory of the nearest-code search up to K=65536 (MiB)
+  f. prior training throughput, GPT and MaskGIT as shipped vs the recipe before (tokens/s)
 
 Also runnable without the CLI: ``uv run --group bench python -m benchmarks.bench --quick``.
 """
@@ -34,6 +35,7 @@ SECTION_NAMES = {
     "c": "sampling 64 images",
     "d": "FID feature extraction",
     "e": "nearest-code search memory",
+    "f": "prior training",
 }
 
 
@@ -42,7 +44,7 @@ def _section_runner(key: str) -> Callable[[Settings], list[Row]]:
     from importlib import import_module
 
     module = {"a": "quantizer_bench", "b": "tokenizer_bench", "c": "sampling_bench", "d": "fid_bench",
-              "e": "memory_bench"}[key]
+              "e": "memory_bench", "f": "prior_train_bench"}[key]
     return import_module(f"{__package__}.{module}").run
 
 

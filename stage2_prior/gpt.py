@@ -50,7 +50,10 @@ class GPTPrior(Prior):
             n_head=g.n_head,
             resid_pdrop=g.dropout,
             embd_pdrop=g.dropout,
-            attn_pdrop=g.dropout,
+            # No dropout on the attention weights and the exact GELU: on a CPU, attention dropout forces SDPA's
+            # unfused path and the tanh GELU costs extra pow/tanh passes; together 2x the training tokens/s.
+            attn_pdrop=0.0,
+            activation_function="gelu",
             bos_token_id=None,
             eos_token_id=None,
         )

@@ -71,6 +71,10 @@ class MaskGITPrior(Prior):
         self.dropout = nn.Dropout(m.dropout)
         layer = nn.TransformerEncoderLayer(m.n_embd, m.n_head, 4 * m.n_embd, m.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
+        # Dropout on the residual branches only, as GPT-2 places it: dropout on the attention weights sends CPU
+        # attention to its unfused path, and on the 4x-wide FFN hidden it costs more random numbers than the rest.
+        layer.self_attn.dropout = 0.0
+        layer.dropout = nn.Identity()
         self.encoder = nn.TransformerEncoder(layer, m.n_layer, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(m.n_embd)
         self.head = nn.Linear(m.n_embd, self.code_vocab)

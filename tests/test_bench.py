@@ -72,3 +72,19 @@ def test_sampling_section_quick():
 
     rows = sampling_bench.run(make_settings(quick=True))
     assert rows[0].case.startswith("gpt KV cache vs none") and rows[0].ours > 0 and rows[0].baseline > 0
+
+
+def test_prior_training_section_compares_the_same_weights():
+    from benchmarks import prior_train_bench
+    from stage2_prior.config import PriorConfig
+    from stage2_prior.registry import build_prior
+
+    for arch in ("gpt", "maskgit"):
+        prior = build_prior(PriorConfig(arch=arch, grid=[2, 2], codebook_sizes=[16], num_classes=3))
+        before = prior_train_bench._before(prior)
+        ours_state, before_state = prior.state_dict(), before.state_dict()
+        assert ours_state.keys() == before_state.keys()
+        assert all(torch.equal(ours_state[k], before_state[k]) for k in ours_state)
+    rows = prior_train_bench.run(make_settings(quick=True))
+    assert [row.case.split(",")[0] for row in rows] == ["gpt", "maskgit"]
+    assert all(row.ours > 0 and row.baseline > 0 and "bf16 autocast" in row.note for row in rows)
