@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from stage1_tokenizer.config import TokenizerConfig, TokenizerLossConfig
 from stage2_prior.config import PriorConfig, SampleControls
 
-from .datasets import DataConfig
+from .data_config import DataConfig
 from .core.errors import VqgenError
 from .core.optim import TrainConfig, with_trainer_aliases
 from .training_logs import LoggerConfig

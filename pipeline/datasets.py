@@ -8,40 +8,16 @@ The root comes from the config, an option, or the ``VQGEN_DATA_DIR`` environment
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from .core.errors import VqgenError
 from .core.images import ImageData
-
-DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "digits"
-    root: Optional[str] = None  # None: $VQGEN_DATA_DIR, else ~/.cache/vqgen/data (download there when online)
-    image_size: Optional[PositiveInt] = None  # None: the dataset's own size (digits: 32)
-    channels: Optional[Literal[1, 3]] = None  # None: the dataset's own (imagefolder: RGB)
-    download: bool = True  # torchvision datasets: try to download when the files are missing
-    on_bad_image: Literal["skip", "fail"] = "skip"  # imagefolder: unreadable files are skipped and counted, or fatal
-
-
-def resolve_root(root: Optional[str]) -> Path:
-    if root:
-        return Path(root).expanduser()
-    if os.environ.get("VQGEN_DATA_DIR"):
-        return Path(os.environ["VQGEN_DATA_DIR"]).expanduser()
-    return Path("~/.cache/vqgen/data").expanduser()
-
+from .data_config import DATASET_NAMES, IMAGE_SUFFIXES, DataConfig, resolve_root  # noqa: F401  (re-exported)
 
 def load_split(config: DataConfig, split: Literal["train", "test"]) -> ImageData:
     """Load one split of the configured dataset, resized to ``image_size`` and converted to ``channels``."""

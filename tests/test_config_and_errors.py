@@ -104,7 +104,7 @@ def test_run_takes_its_config_with_c_as_well(tmp_path):
     assert code == 2 and "needs a config" in output and "Traceback" not in output
 
 
-def test_wrong_option_values_and_paths_are_reported_before_torch_is_imported(tmp_path):
+def test_wrong_option_and_config_values_and_paths_are_reported_before_torch_is_imported(tmp_path):
     cases = [(["tokenize", "--split", "val"], "--split must be train or test"),
              (["tokenizer", "eval", "--tokenizer", "absent"], "--tokenizer absent does not exist"),
              (["prior", "train", "--codes", "absent"], "--codes absent does not exist"),
@@ -112,7 +112,15 @@ def test_wrong_option_values_and_paths_are_reported_before_torch_is_imported(tmp
              (["sample", "--label", "cats"], "--label takes a class index"),
              (["sample", "--prior", "absent"], "--prior absent does not exist"),
              (["fid", "--samples", "absent"], "--samples absent does not exist"),
-             (["fid", "--inception-weights", "absent.pth"], "absent.pth does not exist")]
+             (["fid", "--inception-weights", "absent.pth"], "absent.pth does not exist"),
+             # config values: the quantizer, data and training sections are checked without torch too
+             (["tokenizer", "train", "--set", "tokenizer.quantizer.name=foo"], "unknown quantizer 'foo'"),
+             (["tokenizer", "train", "--set", "tokenizer.quantizer.usage_decay=1.5"],
+              "usage_decay must be in [0, 1), got 1.5"),
+             (["tokenizer", "train", "--set", "tokenizer.quantizer.name=gumbel",
+               "--set", "tokenizer.quantizer.schedule=zigzag"], "schedule must be one of exp, linear, cosine"),
+             (["tokenizer", "train", "--set", "data.name=imagenet"], "unknown dataset 'imagenet'"),
+             (["prior", "train", "--set", "prior.train.lr=abc"], "prior.train.lr")]
     script = ("import sys, json\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
               f"cases = {[args for args, _ in cases]!r}\n"
               "outputs = [(r.exit_code, r.output) for r in (CliRunner().invoke(app, a) for a in cases)]\n"

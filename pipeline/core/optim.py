@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 if TYPE_CHECKING:  # importing Lightning costs seconds; a config check must not pay for it
@@ -78,6 +77,8 @@ def lr_lambda(config: TrainConfig, total_steps: int | None):
 def make_optimizer(module: L.LightningModule, config: TrainConfig, betas=(0.9, 0.99), params=None):
     """AdamW with a per-step LR schedule; used by every stage's ``configure_optimizers``. ``params``: the module's
     trainable parameters when not given."""
+    import torch  # here, not at the top: configs import this module to be checked before torch loads
+
     params = [p for p in module.parameters() if p.requires_grad] if params is None else params
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=betas)
     total = module.trainer.estimated_stepping_batches if module._trainer is not None else 1

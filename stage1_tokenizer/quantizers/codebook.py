@@ -27,23 +27,7 @@ from torch import nn
 from .distances import grouped_nearest_code
 from .distributed import all_reduce_sum_
 from .kmeans import cluster_counts, cluster_sums, kmeans, random_rows
-from .options import QuantizerOptions
-
-
-class CodebookOptions(QuantizerOptions):
-    """Options shared by every quantizer built on :class:`Codebook` (its config model inherits them)."""
-
-    ema: bool = False  # learn codes as EMAs of their assigned encoder outputs instead of by gradient
-    decay: float = 0.99  # EMA decay of the per-code counts and sums (with ema)
-    eps: float = 1e-5  # Laplace smoothing of the EMA counts (with ema)
-    kmeans_init: bool = False  # replace the random init by k-means on the first training batch
-    kmeans_iters: int = 10  # Lloyd iterations of that init
-    restart: bool = False  # move dead codes onto random encoder outputs of the current batch
-    dead_code_threshold: float = 1.0  # dead: EMA of assignments per training step (all processes) below this
-    # Decay of that usage EMA. A code that stops being used falls from the uniform share u = N/K to the threshold
-    # t in ln(u / t) / ln(1 / decay) steps: 27 at 0.9 for MNIST's 8192 vectors a batch and K=512 (0.99 took 276,
-    # by which time plain VQ had collapsed). Lower decays also restart codes that are merely rare.
-    usage_decay: float = 0.9
+from .configs import CodebookOptions
 
 
 def vq_loss_terms(x: torch.Tensor, quantized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,19 +39,6 @@ def vq_loss_terms(x: torch.Tensor, quantized: torch.Tensor) -> tuple[torch.Tenso
     codebook_term = F.mse_loss(quantized.float(), x.detach().float())
     commitment_term = F.mse_loss(x.float(), quantized.detach().float())
     return codebook_term, commitment_term
-
-
-def check_options(config: CodebookOptions) -> None:
-    if config.kmeans_iters < 1 and config.kmeans_init:
-        raise ValueError(f"quantizer.kmeans_iters must be at least 1 with kmeans_init, got {config.kmeans_iters}")
-    if config.dead_code_threshold < 0:
-        raise ValueError(f"quantizer.dead_code_threshold must be non-negative, got {config.dead_code_threshold}")
-    if not 0.0 <= config.usage_decay < 1.0:
-        raise ValueError(f"quantizer.usage_decay must be in [0, 1), got {config.usage_decay}")
-    if config.ema and not 0.0 <= config.decay < 1.0:
-        raise ValueError(f"quantizer.decay must be in [0, 1), got {config.decay}")
-    if config.eps <= 0:
-        raise ValueError(f"quantizer.eps must be positive, got {config.eps}")
 
 
 class Codebook(nn.Module):
@@ -87,7 +58,6 @@ class Codebook(nn.Module):
     ):
         super().__init__()
         options = options or CodebookOptions()
-        check_options(options)
         if size <= 0 or dim <= 0 or groups <= 0:
             raise ValueError(f"codebook needs positive size, dim and groups, got {size}, {dim}, {groups}")
         self.size, self.dim, self.groups = size, dim, groups

@@ -7,15 +7,9 @@ tokenizers that say ``name: ema`` still load; every ``vq`` option works here too
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .registry import register_quantizer
-from .vq import VectorQuantizer, VQConfig
-
-
-class EMAConfig(VQConfig):
-    name: Literal["ema"] = "ema"
-    ema: Literal[True] = True  # the preset's point; plain vq is name: vq
+from .configs import EMAConfig
+from .vq import VectorQuantizer
 
 
 register_quantizer(EMAConfig)(VectorQuantizer)

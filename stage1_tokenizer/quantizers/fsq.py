@@ -13,20 +13,12 @@ The rounded integers are divided by ``L // 2`` so the quantized values lie in ``
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 from torch import nn
 
 from .base import Quantized, Quantizer, linear_fp32, straight_through
-from .options import QuantizerOptions
+from .configs import FSQConfig
 from .registry import register_quantizer
-
-
-class FSQConfig(QuantizerOptions):
-    name: Literal["fsq"] = "fsq"
-    levels: list[int] = [8, 5, 5, 5]  # integers per channel; the codebook has prod(levels) codes
-    eps: float = 1e-3  # keeps the bound just outside the outermost integers so they are reached
 
 
 @register_quantizer(FSQConfig)

@@ -16,29 +16,14 @@ same PSNR; at the default 0.05 a one-epoch run used 75% (with the cosine learnin
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, linear_fp32
-from .options import QuantizerOptions
+from .configs import GumbelConfig
 from .registry import register_quantizer
-from .schedules import RunSchedule, check_schedule, interpolate
-
-
-class GumbelConfig(QuantizerOptions):
-    name: Literal["gumbel"] = "gumbel"
-    codebook_size: int = 512
-    hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
-    tau_start: float = 1.0
-    tau_end: float = 0.0625  # 1/16, DALL-E's final temperature
-    anneal_fraction: float = 0.8  # share of the run from tau_start to tau_end
-    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
-    schedule: str = "exp"  # exp | linear | cosine
-    kl_weight: float = 0.05  # final weight of KL(softmax(logits) || uniform), averaged over positions
-    kl_ramp_fraction: float = 0.1  # share of the run over which the KL weight rises from 0 (cosine)
+from .schedules import RunSchedule, interpolate
 
 
 @register_quantizer(GumbelConfig)
@@ -49,7 +34,6 @@ class GumbelQuantizer(RunSchedule, Quantizer):
             raise ValueError(f"quantizer.codebook_size must be positive, got {config.codebook_size}")
         if config.kl_weight < 0:
             raise ValueError(f"quantizer.kl_weight must be non-negative, got {config.kl_weight}")
-        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps, config.anneal_fraction)
         if not 0.0 <= config.kl_ramp_fraction <= 1.0:
             raise ValueError(f"quantizer.kl_ramp_fraction must be in [0, 1], got {config.kl_ramp_fraction}")
         self.config = config

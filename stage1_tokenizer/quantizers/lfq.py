@@ -20,31 +20,16 @@ process's batch (a loss term, not codebook state).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, linear_fp32, straight_through
-from .options import QuantizerOptions
+from .configs import LFQConfig
 from .registry import register_quantizer
 
 
 MAX_BITS = 20
-
-
-class LFQConfig(QuantizerOptions):
-    name: Literal["lfq"] = "lfq"
-    bits: int = 10  # the codebook has 2^bits codes
-    commitment_weight: float = 0.25
-    entropy_weight: float = 0.1  # overall weight of the entropy penalty
-    sample_entropy_weight: float = 1.0  # per-position entropy (minimised)
-    codebook_entropy_weight: float = 1.0  # entropy of the batch-mean distribution (maximised)
-    # T in softmax(-||x - c||^2 / T). Per bit the logit is 4 x_i / T: at T = 0.01 a bit whose sign settles is
-    # saturated, the batch-entropy term sends it no gradient and it stays dead (MNIST, one epoch: 6% usage,
-    # perplexity 32); at T = 1 every bit keeps a gradient (100% usage, perplexity 308).
-    entropy_temperature: float = 1.0
 
 
 def bit_patterns(bits: int, device: torch.device | None = None) -> torch.Tensor:

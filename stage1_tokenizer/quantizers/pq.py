@@ -8,20 +8,12 @@ k-means init and dead-code restart run per group (see :mod:`.codebook`).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from .base import Quantized, Quantizer, straight_through
-from .codebook import Codebook, CodebookOptions
+from .codebook import Codebook
+from .configs import PQConfig
 from .registry import register_quantizer
-
-
-class PQConfig(CodebookOptions):
-    name: Literal["pq"] = "pq"
-    codebook_size: int = 512  # per group
-    groups: int = 2  # code channels; must divide the embedding dimension
-    beta: float = 0.25  # commitment weight on the encoder term
 
 
 @register_quantizer(PQConfig)

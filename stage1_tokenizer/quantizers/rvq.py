@@ -12,22 +12,13 @@ in the same order whatever depth each process drew.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
 from .base import Quantized, Quantizer, straight_through
-from .codebook import Codebook, CodebookOptions
+from .codebook import Codebook
+from .configs import RVQConfig
 from .registry import register_quantizer
-
-
-class RVQConfig(CodebookOptions):
-    name: Literal["rvq"] = "rvq"
-    codebook_size: int = 512  # per level
-    depth: int = 4  # levels, i.e. code channels
-    beta: float = 0.25  # commitment weight on the encoder term of every level
-    quantizer_dropout: float = 0.0  # training: probability that an image uses a random prefix of the levels
 
 
 @register_quantizer(RVQConfig)

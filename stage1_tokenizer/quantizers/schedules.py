@@ -12,18 +12,7 @@ import warnings
 
 import torch
 
-SCHEDULES = ("exp", "linear", "cosine")
-
-
-def check_schedule(kind: str, start: float, end: float, steps: int, fraction: float = 1.0) -> None:
-    if kind not in SCHEDULES:
-        raise ValueError(f"quantizer.schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
-    if start <= 0 or end <= 0:
-        raise ValueError(f"quantizer temperatures must be positive, got start={start}, end={end}")
-    if steps < 0:
-        raise ValueError(f"quantizer.anneal_steps must be non-negative, got {steps}")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"quantizer.anneal_fraction must be in (0, 1], got {fraction}")
+from .configs import SCHEDULES
 
 
 def interpolate(start: float, end: float, progress: float, kind: str = "exp") -> float:

@@ -17,38 +17,17 @@ everything, and training collapses onto it (measured on MNIST: perplexity 1.0 an
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer
-from .codebook import Codebook, CodebookOptions, vq_loss_terms
+from .codebook import Codebook, vq_loss_terms
+from .configs import CodebookOptions, SoftConfig
 from .distances import squared_distances
-from .options import QuantizerOptions
 from .registry import register_quantizer
-from .schedules import RunSchedule, check_schedule, interpolate
-
-
-class SoftConfig(QuantizerOptions):
-    name: Literal["soft"] = "soft"
-    codebook_size: int = 512
-    temperature: float = 1.0  # of softmax(-||z - e||^2 / (temperature * s)), at the first training step
-    temperature_end: float = 0.01  # reached after anneal_fraction of the run and kept
-    anneal_fraction: float = 0.5  # share of the run from temperature to temperature_end
-    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
-    schedule: str = "exp"  # exp | linear | cosine
-    beta: float = 0.25  # commitment weight on the encoder term ||z - sg[e_nearest]||^2
-    # The temperature in units of the batch's mean squared distance to the nearest code, so it means the same
-    # whatever the encoder's scale (an absolute 1.0 mixed all 512 codes almost evenly: 24% usage at one epoch).
-    relative_temperature: bool = True
-    kmeans_init: bool = True  # codes start as k-means centroids of the first training batch
-    kmeans_iters: int = 10
-    # Dead-code restarts as in vq: without them a third of the codes were dead after one MNIST epoch.
-    restart: bool = True
-    dead_code_threshold: float = 1.0
-    usage_decay: float = 0.9
+from .schedules import RunSchedule, interpolate
 
 
 @register_quantizer(SoftConfig)
@@ -60,8 +39,6 @@ class SoftQuantizer(RunSchedule, Quantizer):
         if config.temperature <= 0 or config.temperature_end <= 0:
             raise ValueError(f"quantizer.temperature and temperature_end must be positive, got "
                              f"{config.temperature} and {config.temperature_end}")
-        check_schedule(config.schedule, config.temperature, config.temperature_end, config.anneal_steps,
-                       config.anneal_fraction)
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]

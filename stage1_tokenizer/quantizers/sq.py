@@ -26,30 +26,15 @@ Checked against the authors' code (sony/sqvae, ``vision/``, the ``gaussian_1`` m
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer
 from .distances import squared_distances
-from .options import QuantizerOptions
+from .configs import SQConfig
 from .registry import register_quantizer
-from .schedules import RunSchedule, check_schedule, interpolate
-
-
-class SQConfig(QuantizerOptions):
-    name: Literal["sq"] = "sq"
-    codebook_size: int = 512
-    init_variance: float = 10.0  # initial exp(param) of s^2 = floor + exp(param); the authors' start for 64-d codes
-    variance_floor: float = 1.0  # the authors' gaussian_1: s^2 = exp(0) + exp(param)
-    tau_start: float = 1.0  # Gumbel-softmax temperature of the stochastic assignment
-    tau_end: float = 0.15  # where the authors' exp(-1e-5 step) decay stands after their 100 epochs
-    anneal_fraction: float = 1.0  # share of the run from tau_start to tau_end
-    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
-    schedule: str = "exp"  # exp | linear | cosine
-    loss_weight: float = 1.0  # multiplies the latent KL (1 = the ELBO)
+from .schedules import RunSchedule, interpolate
 
 
 @register_quantizer(SQConfig)
@@ -64,7 +49,6 @@ class StochasticQuantizer(RunSchedule, Quantizer):
             raise ValueError(f"quantizer.variance_floor must be non-negative, got {config.variance_floor}")
         if config.loss_weight < 0:
             raise ValueError(f"quantizer.loss_weight must be non-negative, got {config.loss_weight}")
-        check_schedule(config.schedule, config.tau_start, config.tau_end, config.anneal_steps, config.anneal_fraction)
         self.config = config
         self.embed_dim = embed_dim
         self.codebook_sizes = [config.codebook_size]

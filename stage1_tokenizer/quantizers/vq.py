@@ -12,25 +12,15 @@ Options beyond the paper, each off by default:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, linear_fp32, straight_through
-from .codebook import Codebook, CodebookOptions
+from .codebook import Codebook
+from .configs import VQConfig
 from .registry import register_quantizer
 from .rotation import rotate_onto_codes
-
-
-class VQConfig(CodebookOptions):
-    name: Literal["vq"] = "vq"
-    codebook_size: int = 512
-    beta: float = 0.25  # commitment weight, applied to the encoder term ||z_e - sg[e]||^2
-    cosine: bool = False  # compare directions: l2-normalised inputs and codes
-    codebook_dim: int = 0  # > 0: project to this many dimensions for the lookup and back; 0 = look up in place
-    rotation_trick: bool = False  # rotation-trick gradient (Fifty et al. 2024) instead of straight-through
 
 
 @register_quantizer(VQConfig)
