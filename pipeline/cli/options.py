@@ -47,6 +47,8 @@ TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the
                  "SECTION.train.profiler"),
     "accumulate": (Optional[int], typer.Option(None, "--accumulate", help="Gradient accumulation batches."),
                    "SECTION.train.accumulate_grad_batches"),
+    "checkpoint_every": (Optional[int], typer.Option(None, "--checkpoint-every", help="Also a resumable checkpoint "
+                                                     "every N optimizer steps."), "SECTION.train.checkpoint_every_steps"),
     "logger": (Optional[str], typer.Option(None, "--logger", help="Training log besides the CSV one: csv (none), "
                                                                   "tensorboard, wandb (offline)."), "logger.name"),
 }
