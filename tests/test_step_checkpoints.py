@@ -23,13 +23,7 @@ ADVERSARIAL = ["tokenizer.loss.adversarial_weight=0.5", "tokenizer.loss.disc_sta
                "tokenizer.loss.ema_decay=0.9"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Killed children run on one thread (see fork_cli); so does the reference, for the same floating-point work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tokenizer_args(run: Path, *extra: str) -> list[str]:
@@ -41,7 +35,7 @@ def prior_args(run: Path, codes: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(one_torch_thread, tmp_path_factory):
     """Uninterrupted runs without step checkpoints: a tokenizer, its codes, a GPT prior."""
     run = tmp_path_factory.mktemp("reference")
     for args in (tokenizer_args(run), ["tokenize", "--run-dir", run, *sets(TOKENIZER_TINY)],
