@@ -36,6 +36,11 @@ DATA_OPTIONS = {  # parameter name: (type, option, config key)
 TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the command's tokenizer or prior)
     "devices": (Optional[str], typer.Option(None, "--devices", help="Lightning devices (1, 2, auto, ...)."),
                 "SECTION.train.devices"),
+    "num_nodes": (Optional[int], typer.Option(None, "--num-nodes", help="Lightning num_nodes (machines, each with "
+                                                                      "--devices processes)."),
+                  "SECTION.train.num_nodes"),
+    "strategy": (Optional[str], typer.Option(None, "--strategy", help="Lightning strategy (ddp, fsdp, ...)."),
+                 "SECTION.train.trainer.strategy"),
     "precision": (Optional[str], typer.Option(None, "--precision",
                                               help="Lightning precision (32-true, bf16-mixed, 16-mixed)."),
                   "SECTION.train.precision"),
