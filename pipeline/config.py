@@ -45,6 +45,8 @@ class SampleSection(SampleControls):
     label: Optional[Union[int, Literal["all"]]] = "all"  # class-conditional priors: one class, or all evenly
     batch_size: PositiveInt = 256
     seed: int = 0
+    devices: PositiveInt = 1  # processes sharing the batches (vqgen sample --devices)
+    accelerator: Literal["cpu", "cuda"] = "cpu"  # cuda: process r on cuda:r
 
     def controls(self) -> SampleControls:
         return SampleControls(**self.model_dump(include=set(SampleControls.model_fields)))

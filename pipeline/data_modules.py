@@ -1,44 +1,30 @@
 """The training data of both stages as Lightning DataModules: an image dataset's splits for a tokenizer, a code
 dataset's splits for a prior. The train split is shuffled in an order that depends on (seed, epoch) alone, so a
-resumed run sees the batches an uninterrupted one would; the test split validates."""
+resumed run sees the batches an uninterrupted one would; the test split validates. A checkpoint written mid-epoch
+holds how far the epoch had gone (the DataModule's state_dict), and the resumed run skips the batches already done."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .core.code_dataset import META_FILE, CodeDataset
 from .core.images import ImageData
 from .datasets import DataConfig, load_split
+from .epoch_samplers import EpochRandomSampler, train_sampler  # noqa: F401  (EpochRandomSampler: where it was)
 
 VAL_BATCH_SIZE = 256
 
 
-class EpochRandomSampler(RandomSampler):
-    """Shuffles with a permutation that depends on (seed, epoch) alone (a plain RandomSampler continues its
-    generator, which a new process restarts). Lightning calls ``set_epoch``; under DDP it swaps this for a
-    DistributedSampler, which is seeded the same way."""
-
-    def __init__(self, data_source, seed: int):
-        super().__init__(data_source)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator()
-        generator.manual_seed(hash((self.seed, self.epoch)) & 0x7FFF_FFFF_FFFF_FFFF)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
-
-
-def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochRandomSampler(dataset, seed) if shuffle else None,
+def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
+           sampler: Optional[Sampler] = None) -> DataLoader:
+    """``shuffle``: the train split, in ``sampler``'s order (by default from the first batch of epoch 0)."""
+    sampler = (sampler or train_sampler(dataset, seed, batch_size, None)) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
                       generator=torch.Generator().manual_seed(seed) if shuffle else None,
                       persistent_workers=num_workers > 0)
@@ -53,6 +39,20 @@ class SplitsDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train: Optional[Dataset] = None
         self.test: Optional[Dataset] = None
+        self.resume_position: Optional[dict[str, int]] = None  # from a checkpoint, for the next train loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the epoch Lightning resumes in and how many of its batches were trained on."""
+        if self.trainer is None:
+            return {}
+        loop = self.trainer.fit_loop
+        if loop.epoch_progress.current.processed > loop.epoch_progress.current.completed:
+            # Written at an epoch's end (one that max_steps cut short too): Lightning resumes with the next epoch.
+            return {"epoch": self.trainer.current_epoch + 1, "batches": 0}
+        return {"epoch": self.trainer.current_epoch, "batches": loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.resume_position = {"epoch": int(state["epoch"]), "batches": int(state["batches"])} if state else None
 
     def load(self) -> tuple[Dataset, Optional[Dataset]]:
         raise NotImplementedError
@@ -62,7 +62,11 @@ class SplitsDataModule(L.LightningDataModule):
             self.train, self.test = self.load()
 
     def train_dataloader(self) -> DataLoader:
-        return loader(self.train, self.batch_size, True, self.num_workers, self.seed)
+        position, self.resume_position = self.resume_position, None
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = train_sampler(self.train, self.seed, self.batch_size, position, replicas, rank)
+        return loader(self.train, self.batch_size, True, self.num_workers, self.seed, sampler)
 
     def val_dataloader(self):
         return loader(self.test, VAL_BATCH_SIZE, False, 0, self.seed) if self.test is not None else []

@@ -35,6 +35,9 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 # deprecation inside Lightning itself say nothing a vqgen user can act on; its warnings stay.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# vqgen's train sampler does resume mid-epoch (the DataModule's state_dict holds its position), which Lightning
+# cannot see on the DataLoader.
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def trainer_options(config: TrainConfig, section: str, has_validation: bool, manual_optimization: bool) -> dict:
@@ -75,6 +78,10 @@ def build_trainer(config: TrainConfig, out_dir: Path, section: str, logger: Logg
         ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1, every_n_epochs=1,
                         save_on_train_epoch_end=True, enable_version_counter=False),
     ]
+    if config.checkpoint_every_steps:  # Lightning takes steps or epochs per ModelCheckpoint: a second one, same file
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1,
+                                         every_n_train_steps=config.checkpoint_every_steps,
+                                         enable_version_counter=False))
     options = trainer_options(config, section, has_validation, manual_optimization)
     if options["enable_progress_bar"]:
         callbacks.append(RichProgressBar(leave=True))

@@ -24,6 +24,16 @@ def inception_weights() -> Path:
     return INCEPTION
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests: forked children run on one (see helpers_reliability.fork_cli), and
+    equal weights or samples need the very same floating-point work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """FID statistics and datasets go to a per-session temporary cache, never the user's."""

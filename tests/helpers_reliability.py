@@ -129,6 +129,24 @@ def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_at_step(step: int) -> Callable[[], None]:
+    """For ``fork_cli(inject=...)``: SIGKILL the child right after optimizer step ``step``, before a checkpoint of
+    that step could be written (the checkpoint callbacks run after the others)."""
+    def inject() -> None:
+        from pipeline import training
+
+        original = training.NonFiniteLossGuard.on_train_batch_end
+
+        def hook(self, trainer, *args):
+            original(self, trainer, *args)
+            if trainer.global_step == step:
+                kill_self()
+
+        training.NonFiniteLossGuard.on_train_batch_end = hook
+
+    return inject
+
+
 def vqgen_subprocess(args: list[str], log: Path) -> subprocess.Popen:
     """The real `vqgen` executable in a new process (for the slow tests)."""
     exe = Path(sys.executable).with_name("vqgen")

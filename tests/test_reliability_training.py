@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from helpers_reliability import (PRIOR_TINY, STEPS_PER_EPOCH, TOKENIZER_TINY, assert_clear_error, fork_cli, invoke,
-                                 kill_self, load_checkpoint_safely, same_weights, sets, temporaries, vqgen_subprocess,
-                                 wait_for)
+                                 kill_at_step, kill_self, load_checkpoint_safely, same_weights, sets, temporaries,
+                                 vqgen_subprocess, wait_for)
 from pipeline.training_logs import metrics_rows
 
 EPOCHS = 3
@@ -82,26 +82,10 @@ def test_tokenizer_killed_after_first_checkpoint_resumes_to_the_same_weights(ref
     finished_cleanly(run / "tokenizer", reference / "tokenizer")
 
 
-def _kill_at_step(step: int):
-    def inject():
-        from pipeline import training
-
-        original = training.NonFiniteLossGuard.on_train_batch_end
-
-        def hook(self, trainer, *args):
-            original(self, trainer, *args)
-            if trainer.global_step == step:
-                kill_self()
-
-        training.NonFiniteLossGuard.on_train_batch_end = hook
-
-    return inject
-
-
 def test_tokenizer_killed_mid_epoch_resumes_from_the_epoch_end(reference, tmp_path):
     run = tmp_path / "run"
     mid = STEPS_PER_EPOCH + 2  # the third batch of the second epoch
-    code = fork_cli(tokenizer_args(run), tmp_path / "child.log", inject=_kill_at_step(mid))
+    code = fork_cli(tokenizer_args(run), tmp_path / "child.log", inject=kill_at_step(mid))
     assert code == -signal.SIGKILL, (tmp_path / "child.log").read_text()[-2000:]
     last = run / "tokenizer" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_safely(last)["global_step"] == STEPS_PER_EPOCH  # the end of the first epoch
@@ -197,7 +181,7 @@ def test_prior_killed_resumes_to_the_same_weights(reference, tmp_path, where):
     last = run / "prior-gpt" / "checkpoints" / "last.ckpt"
     args = prior_args(run, reference / "codes")
     if where == "mid_epoch":
-        code = fork_cli(args, tmp_path / "child.log", inject=_kill_at_step(2 * STEPS_PER_EPOCH + 1))
+        code = fork_cli(args, tmp_path / "child.log", inject=kill_at_step(2 * STEPS_PER_EPOCH + 1))
     else:
         code = fork_cli(args, tmp_path / "child.log", kill_when=wait_for(last))
     assert code == -signal.SIGKILL, (tmp_path / "child.log").read_text()[-2000:]

@@ -36,6 +36,11 @@ DATA_OPTIONS = {  # parameter name: (type, option, config key)
 TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the command's tokenizer or prior)
     "devices": (Optional[str], typer.Option(None, "--devices", help="Lightning devices (1, 2, auto, ...)."),
                 "SECTION.train.devices"),
+    "num_nodes": (Optional[int], typer.Option(None, "--num-nodes", help="Lightning num_nodes (machines, each with "
+                                                                      "--devices processes)."),
+                  "SECTION.train.num_nodes"),
+    "strategy": (Optional[str], typer.Option(None, "--strategy", help="Lightning strategy (ddp, fsdp, ...)."),
+                 "SECTION.train.trainer.strategy"),
     "precision": (Optional[str], typer.Option(None, "--precision",
                                               help="Lightning precision (32-true, bf16-mixed, 16-mixed)."),
                   "SECTION.train.precision"),
@@ -47,6 +52,8 @@ TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the
                  "SECTION.train.profiler"),
     "accumulate": (Optional[int], typer.Option(None, "--accumulate", help="Gradient accumulation batches."),
                    "SECTION.train.accumulate_grad_batches"),
+    "checkpoint_every": (Optional[int], typer.Option(None, "--checkpoint-every", help="Also a resumable checkpoint "
+                                                     "every N optimizer steps."), "SECTION.train.checkpoint_every_steps"),
     "logger": (Optional[str], typer.Option(None, "--logger", help="Training log besides the CSV one: csv (none), "
                                                                   "tensorboard, wandb (offline)."), "logger.name"),
 }

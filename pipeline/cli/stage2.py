@@ -58,6 +58,9 @@ def sample(
     seed: Optional[int] = typer.Option(None, "--seed"),
     npz: Optional[Path] = typer.Option(None, "--npz", help="Also write the samples as an ADM-evaluator .npz "
                                                            "(arr_0: uint8 [N, H, W, 3])."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes sharing the batches (the same samples "
+                                                                  "however many)."),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, or cuda (process r on cuda:r)."),
 ):
     """Sample codes from a prior and decode them: grid.png, png/, codes.safetensors (and --npz)."""
     check_label(label)
@@ -68,7 +71,8 @@ def sample(
     cfg = source.load(**{
         "sample.n": n, "prior.arch": arch, "sample.label": label_value, "sample.temperature": temperature,
         "sample.top_k": top_k, "sample.top_p": top_p, "sample.cfg_scale": cfg_scale, "sample.seed": seed,
-        "sample.steps": decode_steps, "sample.schedule": schedule, "sample.choice_temperature": choice_temperature})
+        "sample.steps": decode_steps, "sample.schedule": schedule, "sample.choice_temperature": choice_temperature,
+        "sample.devices": devices, "sample.accelerator": accelerator})
     from ..run_paths import RunPaths  # after the config check: the steps import torch and Lightning
     from ..steps import sample as step
 

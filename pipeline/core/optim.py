@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
@@ -46,6 +46,8 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0)  # data loader processes
     compile: bool = False  # torch.compile the model before training
     channels_last: bool = False  # NHWC activations for convolutional models (faster convolutions on CPU)
+    # A resumable checkpoint every N optimizer steps besides each epoch end (long epochs lose at most N steps).
+    checkpoint_every_steps: Optional[PositiveInt] = None
     trainer: dict[str, Any] = Field(default_factory=lambda: dict(TRAINER_DEFAULTS))
 
     @model_validator(mode="before")

@@ -13,7 +13,8 @@ from typing import Any, Optional
 RUN_ONLY_TRAIN_KEYS = {"max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_workers",
                        "profiler", "log_every_n_steps", "val_check_interval", "channels_last", "compile",
                        "max_time", "min_epochs", "min_steps", "strategy", "enable_progress_bar", "enable_model_summary",
-                       "num_sanity_val_steps", "limit_val_batches", "check_val_every_n_epoch", "detect_anomaly"}
+                       "num_sanity_val_steps", "limit_val_batches", "check_val_every_n_epoch", "detect_anomaly",
+                       "checkpoint_every_steps"}
 # Trainer options that shape the model, as runs recorded them when they were typed TrainConfig fields: a config
 # that leaves them unset (or writes clip 1 for 1.0) keeps the fingerprint of the runs it made then.
 MODEL_TRAINER_DEFAULTS = {"accumulate_grad_batches": 1, "gradient_clip_val": None, "precision": "32-true"}

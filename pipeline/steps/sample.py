@@ -16,18 +16,21 @@ from ..config import PipelineConfig, SampleSection
 from ..core.code_dataset import CODES_FILE, META_FILE
 from ..core.errors import VqgenError
 from ..core.files import WEIGHTS_FILE, atomic_dir, load_tensors, read_json, save_tensors, sha256_file, write_json
-from ..core.images import save_png, to_uint8, write_image_grid
+from ..core.images import save_png, write_image_grid
 from ..option_checks import check_npz_name
 from ..run_paths import GRID_FILE, PNG_DIR, RunPaths
 from .fingerprints import digest
+from .sample_batches import batch_sizes, draw_batches
+from .sample_processes import check_devices, draw_on_processes, process_device
 from .step import Step
 
 console = Console(stderr=True)
 
 
 def fingerprint(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path) -> str:
+    # Where the samples are drawn leaves them alone: a batch's draws depend on (seed, batch index) only.
     return digest("samples", sha256_file(prior_dir / WEIGHTS_FILE), sha256_file(tokenizer_dir / WEIGHTS_FILE),
-                  cfg.sample.model_dump(mode="json"))
+                  cfg.sample.model_dump(mode="json", exclude={"devices", "accelerator"}))
 
 
 def is_complete(out: Path) -> bool:
@@ -71,28 +74,30 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
     check_npz_name(npz)  # before minutes of sampling, not after
     prior, provenance = load_prior(prior_dir)
     check_prior_fits_tokenizer(provenance, tokenizer_dir, prior_dir)
-    tokenizer = Tokenizer.load(tokenizer_dir)
     s = cfg.sample
+    check_devices(s.devices, s.accelerator)
     labels = class_labels(s, prior.config.num_classes)
-    generator = torch.Generator().manual_seed(s.seed)
     controls = s.controls()
-    all_codes, images = [], []
     level = provenance["codes"]["level"]
     started = time.perf_counter()
-    from rich.progress import Progress
-    with Progress(transient=True, console=console) as progress:
-        task = progress.add_task(f"sampling {s.n} images", total=s.n)
-        for start in range(0, s.n, s.batch_size):
-            batch_labels = labels[start : start + s.batch_size] if labels is not None else None
-            count = min(s.batch_size, s.n - start)
-            codes = prior.sample(count, batch_labels, controls, generator=generator)
-            codes = codes if isinstance(codes, dict) else {level: codes}  # stacked priors give every level
-            all_codes.append(codes)
-            images.append(to_uint8(tokenizer.decode(codes)))
-            progress.advance(task, count)
+    if s.devices > 1:
+        console.print(f"sampling {s.n} images on {s.devices} {s.accelerator} processes")
+        batches = draw_on_processes(prior_dir, tokenizer_dir, s.n, s.batch_size, s.seed, controls, labels, level,
+                                    s.devices, s.accelerator)
+        device = f"{s.accelerator} x{s.devices}"
+    else:
+        device = process_device(s.accelerator, 0)
+        prior.to(device)
+        tokenizer = Tokenizer.load(tokenizer_dir, device)
+        from rich.progress import Progress
+        with Progress(transient=True, console=console) as progress:
+            task = progress.add_task(f"sampling {s.n} images", total=s.n)
+            batches = draw_batches(prior, tokenizer, s.n, s.batch_size, s.seed, controls, labels, level,
+                                   list(range(len(batch_sizes(s.n, s.batch_size)))),
+                                   lambda count: progress.advance(task, count))
     seconds = time.perf_counter() - started
-    codes = {name: torch.cat([part[name] for part in all_codes]) for name in all_codes[0]}
-    images = torch.cat(images)
+    codes = {name: torch.cat([batch_codes[name] for batch_codes, _ in batches]) for name in batches[0][0]}
+    images = torch.cat([batch_images for _, batch_images in batches])
     with atomic_dir(out) as tmp:
         write_image_grid(images[:64], tmp / GRID_FILE)
         (tmp / PNG_DIR).mkdir()
@@ -106,7 +111,7 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
             "n": s.n, "prior": str(prior_dir), "tokenizer": str(tokenizer_dir),
             "tokenizer_sha256": provenance.get("tokenizer_sha256"), "arch": prior.config.arch,
             "controls": controls.model_dump(), "label": s.label, "seed": s.seed,
-            "seconds": round(seconds, 3), "device": str(next(prior.parameters()).device),
+            "seconds": round(seconds, 3), "device": device,
             "fingerprint": fingerprint_value,
             "codes_sha256": sha256_file(tmp / CODES_FILE),
         })
