@@ -5,15 +5,17 @@ resumed run sees the batches an uninterrupted one would; the test split validate
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from .core.code_dataset import META_FILE, CodeDataset
 from .core.images import ImageData
 from .datasets import DataConfig, load_split
+from .image_transforms import TrainTransforms, item_generator
+from .streamed_images import StreamedSplit, collate_readable
 
 VAL_BATCH_SIZE = 256
 
@@ -34,10 +36,19 @@ class EpochRandomSampler(RandomSampler):
     def __iter__(self):
         generator = torch.Generator()
         generator.manual_seed(hash((self.seed, self.epoch)) & 0x7FFF_FFFF_FFFF_FFFF)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        if getattr(self.data_source, "takes_epoch", False):  # random transforms drawn from (seed, epoch, index)
+            yield from ((index, self.epoch) for index in order)
+        else:
+            yield from order
 
 
 def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
+    if isinstance(dataset, IterableDataset):  # tar shards: the dataset shuffles and splits itself
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_training,
+                          persistent_workers=num_workers > 0)
+    if isinstance(dataset, StreamedSplit) and not shuffle:  # evaluating a streamed split: unreadable files dropped
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_training)
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochRandomSampler(dataset, seed) if shuffle else None,
                       num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
                       generator=torch.Generator().manual_seed(seed) if shuffle else None,
@@ -65,7 +76,11 @@ class SplitsDataModule(L.LightningDataModule):
         return loader(self.train, self.batch_size, True, self.num_workers, self.seed)
 
     def val_dataloader(self):
-        return loader(self.test, VAL_BATCH_SIZE, False, 0, self.seed) if self.test is not None else []
+        if self.test is None:
+            return []
+        # A streamed test split is read by workers too; an in-memory one needs none.
+        workers = self.num_workers if isinstance(self.test, StreamedSplit) else 0
+        return loader(self.test, VAL_BATCH_SIZE, False, workers, self.seed)
 
 
 class ImageDataModule(SplitsDataModule):
@@ -75,12 +90,44 @@ class ImageDataModule(SplitsDataModule):
         super().__init__(batch_size, num_workers, seed)
         self.config = config
 
-    def load(self) -> tuple[ImageData, ImageData]:
-        return load_split(self.config, "train"), load_split(self.config, "test")
+    def load(self) -> tuple[Dataset, Union[ImageData, StreamedSplit]]:
+        """The train split with the configured training transforms, the test split as it is."""
+        train = load_split(self.config, "train")
+        transforms = TrainTransforms(train.image_size, self.config.train_crop_scale, self.config.hflip)
+        return training_view(train, transforms, self.seed), load_split(self.config, "test")
 
     def preview(self, n: int) -> torch.Tensor:
         """The first ``n`` validation images (uint8): the same ones at every epoch end."""
-        return self.test.images[:n]
+        return self.test.head(n)
+
+
+def collate_training(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels, _ = collate_readable(items)
+    return images, labels
+
+
+def training_view(split, transforms: TrainTransforms, seed: int) -> Dataset:
+    """The train split as the tokenizer trains on it: with random crop and flip when configured."""
+    if isinstance(split, StreamedSplit):
+        return split.for_training(transforms, seed)
+    return TransformedImages(split, transforms, seed) if transforms.active else split
+
+
+class TransformedImages(Dataset):
+    """An in-memory split with training transforms, drawn from (seed, epoch, index) as a streamed split's are."""
+
+    def __init__(self, data: ImageData, transforms: TrainTransforms, seed: int):
+        self.data, self.transforms, self.seed = data, transforms, seed
+        self.takes_epoch = True
+        self.channels, self.image_size = data.channels, data.image_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key):
+        index, epoch = key if isinstance(key, tuple) else (int(key), None)
+        generator = item_generator(self.seed, epoch, index) if epoch is not None else None
+        return self.transforms(self.data.images[index], generator), self.data.labels[index]
 
 
 class CodeDataModule(SplitsDataModule):
