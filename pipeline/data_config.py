@@ -7,10 +7,14 @@ import os
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
-DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder", "webdataset")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# stream: auto streams an image folder whose decoded uint8 pixels would pass this; smaller ones load into memory.
+STREAM_ABOVE_BYTES = 2 << 30
+# Keys that change how a split is read, never what it holds: left out of the fingerprints.
+READ_ONLY_KEYS = {"stream", "workers"}
 
 
 class DataConfig(BaseModel):
@@ -22,6 +26,14 @@ class DataConfig(BaseModel):
     channels: Optional[Literal[1, 3]] = None  # None: the dataset's own (imagefolder: RGB)
     download: bool = True  # torchvision datasets: try to download when the files are missing
     on_bad_image: Literal["skip", "fail"] = "skip"  # imagefolder: unreadable files are skipped and counted, or fatal
+    # imagefolder: auto streams folders above STREAM_ABOVE_BYTES of pixels; webdataset always streams, and the
+    # built-in datasets are always in memory.
+    stream: Literal["auto", True, False] = "auto"
+    workers: Optional[NonNegativeInt] = None  # DataLoader workers that read a streamed split (None: up to 4)
+    # Training only: the short side is read at image_size * train_crop_scale and a random image_size square is
+    # cut from it (1: no crop); hflip flips half the images.
+    train_crop_scale: float = Field(1.0, ge=1.0, le=4.0)
+    hflip: bool = False
 
     @field_validator("name")
     @classmethod
@@ -29,6 +41,15 @@ class DataConfig(BaseModel):
         if name not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
         return name
+
+    def fingerprint_dump(self) -> dict:
+        """The settings that change the images a model sees: the read-only keys left out, and the training
+        transforms only when set, so runs made before they existed keep their fingerprints."""
+        dump = self.model_dump(mode="json", exclude=READ_ONLY_KEYS)
+        for key in ("train_crop_scale", "hflip"):
+            if dump[key] == DataConfig.model_fields[key].default:
+                del dump[key]
+        return dump
 
 
 def resolve_root(root: Optional[str]) -> Path:

@@ -10,12 +10,14 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .core.code_dataset import META_FILE, CodeDataset
 from .core.images import ImageData
 from .datasets import DataConfig, load_split
 from .epoch_samplers import EpochRandomSampler, train_sampler  # noqa: F401  (EpochRandomSampler: where it was)
+from .image_transforms import TrainTransforms, item_generator
+from .streamed_images import StreamedSplit, collate_readable
 
 VAL_BATCH_SIZE = 256
 
@@ -23,6 +25,11 @@ VAL_BATCH_SIZE = 256
 def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
            sampler: Optional[Sampler] = None) -> DataLoader:
     """``shuffle``: the train split, in ``sampler``'s order (by default from the first batch of epoch 0)."""
+    if isinstance(dataset, IterableDataset):  # tar shards: the dataset shuffles and splits itself
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_training,
+                          persistent_workers=num_workers > 0)
+    if isinstance(dataset, StreamedSplit) and not shuffle:  # evaluating a streamed split: unreadable files dropped
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_training)
     sampler = (sampler or train_sampler(dataset, seed, batch_size, None)) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
@@ -69,7 +76,11 @@ class SplitsDataModule(L.LightningDataModule):
         return loader(self.train, self.batch_size, True, self.num_workers, self.seed, sampler)
 
     def val_dataloader(self):
-        return loader(self.test, VAL_BATCH_SIZE, False, 0, self.seed) if self.test is not None else []
+        if self.test is None:
+            return []
+        # A streamed test split is read by workers too; an in-memory one needs none.
+        workers = self.num_workers if isinstance(self.test, StreamedSplit) else 0
+        return loader(self.test, VAL_BATCH_SIZE, False, workers, self.seed)
 
 
 class ImageDataModule(SplitsDataModule):
@@ -79,12 +90,44 @@ class ImageDataModule(SplitsDataModule):
         super().__init__(batch_size, num_workers, seed)
         self.config = config
 
-    def load(self) -> tuple[ImageData, ImageData]:
-        return load_split(self.config, "train"), load_split(self.config, "test")
+    def load(self) -> tuple[Dataset, Union[ImageData, StreamedSplit]]:
+        """The train split with the configured training transforms, the test split as it is."""
+        train = load_split(self.config, "train")
+        transforms = TrainTransforms(train.image_size, self.config.train_crop_scale, self.config.hflip)
+        return training_view(train, transforms, self.seed), load_split(self.config, "test")
 
     def preview(self, n: int) -> torch.Tensor:
         """The first ``n`` validation images (uint8): the same ones at every epoch end."""
-        return self.test.images[:n]
+        return self.test.head(n)
+
+
+def collate_training(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels, _ = collate_readable(items)
+    return images, labels
+
+
+def training_view(split, transforms: TrainTransforms, seed: int) -> Dataset:
+    """The train split as the tokenizer trains on it: with random crop and flip when configured."""
+    if isinstance(split, StreamedSplit):
+        return split.for_training(transforms, seed)
+    return TransformedImages(split, transforms, seed) if transforms.active else split
+
+
+class TransformedImages(Dataset):
+    """An in-memory split with training transforms, drawn from (seed, epoch, index) as a streamed split's are."""
+
+    def __init__(self, data: ImageData, transforms: TrainTransforms, seed: int):
+        self.data, self.transforms, self.seed = data, transforms, seed
+        self.takes_epoch = True
+        self.channels, self.image_size = data.channels, data.image_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key):
+        index, epoch = key if isinstance(key, tuple) else (int(key), None)
+        generator = item_generator(self.seed, epoch, index) if epoch is not None else None
+        return self.transforms(self.data.images[index], generator), self.data.labels[index]
 
 
 class CodeDataModule(SplitsDataModule):

@@ -1,15 +1,17 @@
-"""Image datasets by name, held in memory as uint8 tensors ``[N, C, S, S]`` with integer labels.
+"""Image datasets by name: small ones held in memory as uint8 tensors ``[N, C, S, S]`` with integer labels, large
+image folders and tar shards streamed by DataLoader workers (:mod:`pipeline.streamed_images`).
 
 Names: ``digits`` (scikit-learn's bundled 8x8 handwritten digits, the built-in default: no download),
 ``mnist``, ``fashion-mnist``, ``cifar10`` (torchvision: downloaded when online, or read from a local root),
-and ``imagefolder`` (``root/<class>/*.png``, or ``root/train/<class>`` and ``root/test/<class>``).
+``imagefolder`` (``root/<class>/*.png``, or ``root/train/<class>`` and ``root/test/<class>``; streamed when large) and
+``webdataset`` (tar shards, always streamed: :mod:`pipeline.webdataset_source`).
 The root comes from the config, an option, or the ``VQGEN_DATA_DIR`` environment variable.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Union
 
 import numpy as np
 import torch
@@ -17,12 +19,32 @@ import torch.nn.functional as F
 
 from .core.errors import VqgenError
 from .core.images import ImageData
-from .data_config import DATASET_NAMES, IMAGE_SUFFIXES, DataConfig, resolve_root  # noqa: F401  (re-exported)
+from .data_config import (DATASET_NAMES, IMAGE_SUFFIXES, STREAM_ABOVE_BYTES, DataConfig,  # noqa: F401  (re-exported)
+                          resolve_root)
+from .image_folder import list_image_folder
+from .streamed_images import StreamedFolder, StreamedSplit
+from .image_transforms import BAD_IMAGE_ERRORS, bad_image_error, decode_image, pil_mode
 
-def load_split(config: DataConfig, split: Literal["train", "test"]) -> ImageData:
-    """Load one split of the configured dataset, resized to ``image_size`` and converted to ``channels``."""
-    if config.name not in LOADERS:
+
+def load_split(config: DataConfig, split: Literal["train", "test"]) -> Union[ImageData, StreamedSplit]:
+    """One split of the configured dataset, resized to ``image_size`` and converted to ``channels``: in memory,
+    or streamed (see ``data.stream``); either gives ``batches``, ``head`` and the split's metadata."""
+    if config.name not in LOADERS and config.name != "webdataset":
         raise VqgenError(f"unknown dataset {config.name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+    if config.name == "webdataset":
+        from .webdataset_source import WebDatasetSplit
+
+        if config.stream is False:
+            raise VqgenError("data.name webdataset is always streamed; data.stream: false needs an image folder")
+        return WebDatasetSplit(config, split)
+    if config.name != "imagefolder" and config.stream is True:
+        raise VqgenError(f"data.stream: true is for image folders and webdataset shards; {config.name!r} is "
+                         f"held in memory (set data.stream to auto or false)")
+    if config.name == "imagefolder" and config.stream is not False:
+        streamed = StreamedFolder(list_image_folder(config.root, split), split, config.channels, config.image_size,
+                                  config.on_bad_image, config.workers)
+        if config.stream is True or len(streamed) * streamed.channels * streamed.image_size ** 2 > STREAM_ABOVE_BYTES:
+            return streamed
     images, labels, classes, skipped = LOADERS[config.name](config, split)
     if images.shape[0] == 0:
         raise VqgenError(f"dataset {config.name!r} split {split!r} has no images")
@@ -97,60 +119,24 @@ def _torchvision(cls_name: str) -> Callable:
 
 
 def _imagefolder(config: DataConfig, split: str):
-    from PIL import Image, UnidentifiedImageError
-
-    if not config.root:
-        raise VqgenError("dataset 'imagefolder' needs a root: pass --data-root or set data.root")
-    root = Path(config.root).expanduser()
-    if not root.is_dir():
-        raise VqgenError(f"image folder {root} does not exist")
-    split_root = root / split if (root / "train").is_dir() else root
-    if not split_root.is_dir():
-        raise VqgenError(f"image folder {root} has a train/ folder but no {split}/ folder")
-    # With train/ and test/, both splits take their classes from the union, so a label means the same in each.
-    class_roots = [root / "train", root / "test"] if split_root is not root else [root]
-    classes = sorted({p.name for folder in class_roots if folder.is_dir() for p in folder.iterdir() if p.is_dir()})
-    if not classes:
-        raise VqgenError(f"{split_root} has no class sub-folders; put images in {split_root}/<class>/")
-    files = [
-        (path, label)
-        for label, name in enumerate(classes)
-        if (split_root / name).is_dir()
-        for path in sorted((split_root / name).iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not files:
-        raise VqgenError(f"{split_root} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if split_root is root:  # no split folders: a fixed 90/10 split
-        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
-        cut = max(1, len(files) // 10)
-        files = [files[i] for i in (order[cut:] if split == "train" else order[:cut])]
-        if not files:
-            raise VqgenError(f"{root} holds only {len(order)} image(s): too few to split 90/10 into train and test; "
-                             f"add images or make train/ and test/ folders")
-    mode = "L" if config.channels == 1 else "RGB"
-    size = config.image_size
+    listing = list_image_folder(config.root, split)
+    mode, size = pil_mode(config.channels), config.image_size
     images, labels, skipped = [], [], 0
-    for path, label in files:
+    for path, label in listing.files:
         try:
-            with Image.open(path) as img:
-                img = img.convert(mode)  # grayscale, RGBA and palette images all become `mode`
-                if size is None:
-                    size = img.width
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.BICUBIC)
-                array = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+            array = decode_image(path, mode, size)
+        except BAD_IMAGE_ERRORS as err:
             if config.on_bad_image == "fail":
-                raise VqgenError(f"cannot read image {path}: {err} (set data.on_bad_image=skip to skip such files)") from None
+                raise bad_image_error(path, err) from None
             skipped += 1
             continue
-        images.append(array if array.ndim == 3 else array[:, :, None])
+        size = size or array.shape[0]  # unset: every image takes the size of the first one
+        images.append(array)
         labels.append(label)
     if not images:
-        raise VqgenError(f"none of the {len(files)} images under {split_root} could be read")
+        raise VqgenError(f"none of the {len(listing.files)} images under {listing.split_root} could be read")
     tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    return tensor, torch.tensor(labels), classes, skipped
+    return tensor, torch.tensor(labels), listing.classes, skipped
 
 
 LOADERS: dict[str, Callable] = {

@@ -27,7 +27,11 @@ class EpochRandomSampler(RandomSampler):
         generator = torch.Generator()
         generator.manual_seed(hash((self.seed, self.epoch)) & 0x7FFF_FFFF_FFFF_FFFF)
         skip, self.skip = self.skip, 0
-        yield from torch.randperm(len(self.data_source), generator=generator)[skip:].tolist()
+        order = torch.randperm(len(self.data_source), generator=generator)[skip:].tolist()
+        if getattr(self.data_source, "takes_epoch", False):  # random transforms drawn from (seed, epoch, index)
+            yield from ((index, self.epoch) for index in order)
+        else:
+            yield from order
 
 
 class EpochDistributedSampler(DistributedSampler):

@@ -30,12 +30,16 @@ TORCH_FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # its own 
 def build_extractor(feature_path: str, weights: Optional[Path], cache_dir: Optional[Path] = None,
                     reference: Optional[torch.Tensor] = None) -> Callable:
     """The batch function of one feature path: uint8 ``[B, 3, H, W]`` -> float32 ``[B, 2048]``. The fast path
-    calibrates its int8 ranges on the first ``reference`` images."""
+    calibrates its int8 ranges on the first ``reference`` images (a tensor, or a streamed set's ``head``)."""
     if feature_path == "exact":
         return ExactFeatures(weights)
     if feature_path == "fast":
         if reference is None:
             raise VqgenError("the fast FID path needs the reference images to calibrate its int8 model")
+        if not isinstance(reference, torch.Tensor):
+            from .fid_fast import CALIBRATION_IMAGES
+
+            reference = as_rgb_uint8(reference.head(CALIBRATION_IMAGES))
         return FastFeatures(weights, cache_dir, reference)
     raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
 
@@ -81,8 +85,10 @@ def compute_metrics(
     """
     if feature_path not in FEATURE_PATHS:
         raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
-    generated, reference = as_rgb_uint8(generated), as_rgb_uint8(reference)
-    if generated.shape[0] < 2 or reference.shape[0] < 2:
+    # A streamed split (either side) is read in batches by extract_features, never held whole.
+    generated, reference = (as_rgb_uint8(side) if isinstance(side, torch.Tensor) else side
+                            for side in (generated, reference))
+    if len(generated) < 2 or len(reference) < 2:
         raise VqgenError("FID needs at least 2 images on each side")
     root = cache_root(cache_dir)
     cached = reference_features_path(root, reference_cache_name, feature_path)

@@ -88,10 +88,18 @@ def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def extract_features(images: torch.Tensor, extractor: Callable, batch_size: int = 64,
                      description: str = "Inception features") -> torch.Tensor:
-    """Features of every image, in order, batch by batch, with a progress bar that shows images/s."""
-    images = as_rgb_uint8(images)
+    """Features of every image, in order, batch by batch, with a progress bar that shows images/s. ``images`` is
+    a uint8 tensor or a streamed image set (``batches``, ``len``), whose batches are read as they are needed."""
     if batch_size < 1:
         raise VqgenError(f"FID batch size must be positive, got {batch_size}")
+    if not isinstance(images, torch.Tensor) and hasattr(images, "batches"):
+        parts = []
+        with feature_progress(len(images), description) as advance:
+            for batch in images.batches(batch_size):
+                parts.append(extractor(as_rgb_uint8(batch).expand(-1, 3, -1, -1)))
+                advance(batch.shape[0])
+        return torch.cat(parts)
+    images = as_rgb_uint8(images)
     out = torch.empty(images.shape[0], FEATURE_DIM, dtype=torch.float32)
     with feature_progress(images.shape[0], description) as advance:
         for start in range(0, images.shape[0], batch_size):

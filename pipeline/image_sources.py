@@ -6,22 +6,63 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .core.errors import VqgenError
+from .core.images import ImageData
 from .datasets import DataConfig, load_split
 from .option_checks import SPLITS
 from .run_paths import PNG_DIR, RunPaths
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
+class StreamedImageSet:
+    """A streamed split as one side of an FID: read batch by batch when its features are taken, never held whole;
+    at most ``limit`` images."""
+
+    def __init__(self, split, limit: Optional[int]):
+        self.split, self.limit = split, limit
+        self.image_size = split.image_size
+
+    def __len__(self) -> int:
+        return min(len(self.split), self.limit) if self.limit else len(self.split)
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        left = len(self)
+        for images, _ in self.split.batches(batch_size):
+            yield images[:left]
+            left -= images.shape[0]
+            if left <= 0:
+                break
+
+    def head(self, n: int) -> torch.Tensor:
+        return self.split.head(min(n, len(self)))
+
+
+def image_batches(images, batch_size: int, limit: Optional[int] = None) -> Iterator[torch.Tensor]:
+    """uint8 batches of an image tensor or a streamed image set, the first ``limit`` images at most."""
+    if isinstance(images, torch.Tensor):
+        yield from images[:limit].split(batch_size)
+        return
+    left = limit or len(images)
+    for batch in images.batches(batch_size):
+        yield batch[:left]
+        left -= batch.shape[0]
+        if left <= 0:
+            break
+
+
+def image_size(images) -> int:
+    return images.shape[-1] if isinstance(images, torch.Tensor) else images.image_size
+
+
 @dataclass
 class ImageSource:
-    images: torch.Tensor  # uint8 [N, C, H, W]
+    images: Union[torch.Tensor, StreamedImageSet]  # uint8 [N, C, H, W], or a streamed split read in batches
     description: str  # what the protocol prints, e.g. "mnist/test, 10000 images"
     cache_name: str  # key of the cached Inception statistics of these exact images
     folder: Optional[Path] = None  # the folder the images came from; None for a dataset split
@@ -64,12 +105,15 @@ def load_images(spec: str | Path, data: DataConfig, limit: Optional[int], weight
     weights_key = "".join(c for c in weights_sha256 if c.isalnum())[:12]
     if str(spec) in SPLITS:
         split = load_split(data, str(spec))
-        images = split.images[:limit] if limit else split.images
+        if isinstance(split, ImageData):
+            images = split.images[:limit] if limit else split.images
+        else:
+            images = StreamedImageSet(split, limit)
         # The key names the dataset, not a hash of its pixels: hashing a large split at every run costs more
         # than the cache saves, and a split does not change under the same name, size and count.
-        cache_name = (f"vqgen-{data.name}-{spec}-{split.image_size}px-{split.channels}ch-n{images.shape[0]}-"
+        cache_name = (f"vqgen-{data.name}-{spec}-{split.image_size}px-{split.channels}ch-n{len(images)}-"
                       f"{weights_key}")
-        return ImageSource(images, f"{data.name}/{spec}, {images.shape[0]} images", cache_name, split=str(spec))
+        return ImageSource(images, f"{data.name}/{spec}, {len(images)} images", cache_name, split=str(spec))
     folder = image_folder(Path(spec))
     images = read_images(folder)
     images = images[:limit] if limit else images

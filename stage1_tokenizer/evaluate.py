@@ -67,8 +67,9 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
     counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.float64) for name, spec in levels.items()}
     sq_err = psnr_sum = ssim_sum = 0.0
     black_recon = black_data = 0  # pixel values exactly 0 in uint8: a decoder that cannot reach black shows grey
-    for start in range(0, len(data), batch_size):
-        batch = data.images[start : start + batch_size]
+    n = values = 0  # counted from the batches: a streamed split may leave out unreadable files
+    for batch, _ in data.batches(batch_size):
+        n, values = n + batch.shape[0], values + batch.numel()
         images = to_float(batch)
         codes = tokenizer.encode(images)
         recon = tokenizer.decode(codes).clamp(-1, 1)
@@ -87,8 +88,6 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
                 counts[name][offset : offset + size] += torch.bincount(level_codes[..., channel].reshape(-1),
                                                                        minlength=size).double()
                 offset += size
-    n = len(data)
-    values = data.images.numel()
     metrics = {"images": n, "mse": sq_err / n, "psnr": psnr_sum / n,
                "ssim": ssim_sum / n if data.image_size >= 11 else None,
                "lpips": lpips_sum / n if lpips is not None else None,
@@ -114,7 +113,7 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
 @torch.no_grad()
 def reconstruction_grid(tokenizer, data: ImageData, path: Path, n: int = 32) -> None:
     """Rows alternate originals and their reconstructions, 8 images a row."""
-    originals = data.images[:n]
+    originals = data.head(n)
     recon = to_uint8(tokenizer.reconstruct(to_float(originals)))
     rows = []
     for start in range(0, originals.shape[0], 8):

@@ -88,3 +88,13 @@ def test_prior_training_section_compares_the_same_weights():
     rows = prior_train_bench.run(make_settings(quick=True))
     assert [row.case.split(",")[0] for row in rows] == ["gpt", "maskgit"]
     assert all(row.ours > 0 and row.baseline > 0 and "bf16 autocast" in row.note for row in rows)
+
+
+def test_streamed_tokenize_section_quick():
+    from benchmarks.bench import make_settings
+    from benchmarks.streamed_tokenize_bench import run
+
+    rows = run(make_settings(quick=True))
+    assert [row.raw["count"] for row in rows] == [40, 400]
+    assert all(row.ours > 0 and row.raw["images_per_s"] > 0 for row in rows)
+    assert rows[1].baseline == rows[0].ours and rows[1].target is not None

@@ -16,7 +16,8 @@ from .files import atomic_path
 
 @dataclass
 class ImageData(Dataset):
-    """A split in memory. ``__getitem__`` gives ``(uint8 image [C, S, S], label)``."""
+    """A split in memory. ``__getitem__`` gives ``(uint8 image [C, S, S], label)``. Large image folders are
+    streamed instead (``pipeline.streamed_images``), with the same metadata, ``batches`` and ``head``."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -42,6 +43,16 @@ class ImageData(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def batches(self, batch_size: int, num_workers: int = 0):
+        """``(uint8 images [B, C, S, S], labels [B])`` slices in order; a streamed split gives the same from its
+        DataLoader workers (``num_workers`` is for that; slices need none)."""
+        for start in range(0, len(self), batch_size):
+            yield self.images[start : start + batch_size], self.labels[start : start + batch_size]
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images."""
+        return self.images[:n]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from ..config import PipelineConfig
 from ..core.code_dataset import CODES_FILE, META_FILE
 from ..core.files import WEIGHTS_FILE, read_json, sha256_file
 from ..core.images import to_float, to_uint8
-from ..image_sources import load_images
+from ..image_sources import image_batches, image_size, load_images
 from ..option_checks import SPLITS
 from ..run_paths import GRID_FILE, METRICS_FILE, PNG_DIR, RunPaths
 from .fingerprints import digest
@@ -33,7 +33,7 @@ def fingerprint(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Path) -> 
 
 def _protocol(cfg: PipelineConfig) -> tuple[dict, dict]:
     """The settings that change a report's figures (not where features are cached, nor the batch size)."""
-    return cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"}), cfg.data.model_dump(mode="json")
+    return cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"}), cfg.data.fingerprint_dump()
 
 
 def is_complete(out: Path) -> bool:
@@ -44,15 +44,22 @@ def _reconstruction_metrics(cfg: PipelineConfig, tokenizer_dir: Path, reference,
     """rFID, PSNR and MSE of the tokenizer's reconstructions of the reference images, and how many there were."""
     f, ref_images = cfg.fid, reference.images
     tokenizer = Tokenizer.load(tokenizer_dir)
-    n_recon = min(f.n_reconstructions or ref_images.shape[0], ref_images.shape[0])
-    originals = ref_images[:n_recon]
-    recon = torch.cat([tokenizer.reconstruct(to_float(chunk)) for chunk in originals.split(256)])
+    n_recon = min(f.n_reconstructions or len(ref_images), len(ref_images))
+    # Batch by batch, so a streamed reference is never held whole; the sums give the same means.
+    recon_parts, psnr_sum, sq_err, values, n_recon = [], 0.0, 0.0, 0, 0
+    for chunk in image_batches(ref_images, 256, n_recon):
+        originals, recon = to_float(chunk), tokenizer.reconstruct(to_float(chunk))
+        recon_parts.append(to_uint8(recon))
+        psnr_sum += float(psnr(recon, originals).sum())
+        sq_err += float((recon.clamp(-1, 1) - originals).pow(2).sum())
+        values, n_recon = values + originals.numel(), n_recon + chunk.shape[0]
     console.print(f"rFID: {n_recon} reconstructions vs the same reference")
     return {
-        "rfid": fid_lib.compute_metrics(to_uint8(recon), ref_images, reference.cache_name, weights, f.cache_dir,
-                                        f.batch_size, precision_recall=False, feature_path=f.feature_path)["fid"],
-        "psnr": float(psnr(recon, to_float(originals)).mean()),
-        "mse": float((recon.clamp(-1, 1) - to_float(originals)).pow(2).mean()),
+        "rfid": fid_lib.compute_metrics(torch.cat(recon_parts), ref_images, reference.cache_name, weights,
+                                        f.cache_dir, f.batch_size, precision_recall=False,
+                                        feature_path=f.feature_path)["fid"],
+        "psnr": psnr_sum / n_recon,
+        "mse": sq_err / values,
     }, n_recon
 
 
@@ -69,7 +76,7 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
     reference = load_images(f.reference or f.reference_split, cfg.data, f.max_reference, weights_info["sha256"])
     ref_images = reference.images
     # A split on the generated side (a real-vs-real baseline) takes as many images as the reference.
-    generated = load_images(samples_dir, cfg.data, ref_images.shape[0] if str(samples_dir) in SPLITS else None,
+    generated = load_images(samples_dir, cfg.data, len(ref_images) if str(samples_dir) in SPLITS else None,
                             weights_info["sha256"])
     samples = generated.images
     console.print(f"FID: {generated.description} vs {reference.description}")
@@ -89,13 +96,13 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
         "feature_extractor": f"torch-fidelity {fid_lib.FEATURE_EXTRACTOR}, 2048-d pool3",
         "feature_path": fid_lib.feature_path_label(f.feature_path),
         "weights": weights_info,
-        "resize": f"native {samples.shape[-1]}px (generated) and {ref_images.shape[-1]}px (reference) uint8 -> "
+        "resize": f"native {image_size(samples)}px (generated) and {image_size(ref_images)}px (reference) uint8 -> "
                   f"299px inside the extractor (TF-1 bilinear); grayscale repeated to RGB",
         "generated": generated.description,
-        "generated_count": int(samples.shape[0]),
+        "generated_count": len(samples),
         "reference": reference.description,
         "reconstruction_count": n_recon,
-        "kid": f"polynomial kernel, 100 subsets of {min(1000, samples.shape[0], ref_images.shape[0])}",
+        "kid": f"polynomial kernel, 100 subsets of {min(1000, len(samples), len(ref_images))}",
         "precision_recall": "k=3 neighbourhoods on the same features",
     }
     result = {"fingerprint": fingerprint_value, "samples": str(samples_dir),

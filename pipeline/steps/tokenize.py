@@ -22,7 +22,7 @@ console = Console(stderr=True)
 
 
 def fingerprint(cfg: PipelineConfig, tokenizer_dir: Path) -> str:
-    return digest("codes", sha256_file(tokenizer_dir / WEIGHTS_FILE), cfg.data.model_dump(mode="json"))
+    return digest("codes", sha256_file(tokenizer_dir / WEIGHTS_FILE), cfg.data.fingerprint_dump())
 
 
 def is_complete(split_dir: Path) -> bool:

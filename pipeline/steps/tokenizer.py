@@ -22,7 +22,7 @@ from .training_setup import archive_stale_checkpoints, built, model_dir_complete
 
 
 def fingerprint(cfg: PipelineConfig) -> str:
-    return digest("tokenizer", model_section(cfg.tokenizer), cfg.data.model_dump(mode="json"), cfg.seed)
+    return digest("tokenizer", model_section(cfg.tokenizer), cfg.data.fingerprint_dump(), cfg.seed)
 
 
 def is_complete(out: Path) -> bool:
