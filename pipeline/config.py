@@ -40,6 +40,15 @@ class PriorSection(PriorConfig):
         return PriorConfig(**self.model_dump(exclude={"train"}))
 
 
+class TokenizeSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    devices: PositiveInt = 1  # processes, one per GPU (or sharing the CPU cores); each writes every N-th shard
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    batch_size: PositiveInt = 256
+    shard_items: Optional[PositiveInt] = None  # items per codes-XXXXX-of-YYYYY file; None: about 1 GB each
+
+
 class SampleSection(SampleControls):
     n: PositiveInt = 64
     label: Optional[Union[int, Literal["all"]]] = "all"  # class-conditional priors: one class, or all evenly
@@ -80,6 +89,7 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    tokenize: TokenizeSection = Field(default_factory=TokenizeSection)
     prior: PriorSection = Field(default_factory=PriorSection)
     sample: SampleSection = Field(default_factory=SampleSection)
     fid: FidSection = Field(default_factory=FidSection)

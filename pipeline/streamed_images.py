@@ -12,7 +12,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from .core.errors import VqgenError
 from .image_folder import FolderListing, first_readable_size
@@ -56,13 +56,19 @@ class StreamedSplit:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def batches(self, batch_size: int, num_workers: Optional[int] = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(uint8 images [B, C, S, S], labels [B])`` in a fixed order, read by worker processes; skipped files
-        are counted in ``skipped`` and reported once the pass is over."""
+    def batches(self, batch_size: int, num_workers: Optional[int] = None, start: int = 0,
+                stop: Optional[int] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(uint8 images [B, C, S, S], labels [B])`` of items ``start:stop`` in a fixed order, read by worker
+        processes; skipped files are counted in ``skipped`` and reported once the pass is over."""
         workers = num_workers if num_workers is not None else (self.workers if self.workers is not None
                                                                else default_workers())
-        loader = DataLoader(self, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
+        source = self
+        if (start, stop) != (0, None) and (start, stop) != (0, len(self)):
+            if isinstance(self, IterableDataset):  # tar shards are read in one pass, never from an index
+                raise VqgenError(f"{self.name}/{self.split} is read in one pass; it cannot be cut into ranges "
+                                 f"(tokenize it with one process and one codes file)")
+            source = Subset(self, range(start, len(self) if stop is None else stop))
+        loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
         skipped = 0
         try:
             for images, labels, bad in loader:

@@ -45,7 +45,7 @@ def test_whole_chain(run, inception_weights, tmp_path):
     assert result.exit_code == 0, result.output
     codes = CodeDataset(run / "codes" / "train")
     assert codes.grid == [4, 4] and codes.codebook_sizes == [16] and len(codes) == 1497
-    assert codes.codes["codes"].shape == (1497, 4, 4, 1)
+    assert codes.rows(0, len(codes))[0].shape == (1497, 4, 4, 1)
     assert (run / "samples-gpt" / "grid.png").exists() and len(list((run / "samples-gpt" / "png").iterdir())) == 12
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     assert metrics["generation"]["fid"] > 0 and metrics["reconstruction"]["rfid"] >= 0

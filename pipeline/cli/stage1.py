@@ -94,12 +94,16 @@ def tokenize(
     source: ConfigSource, tokenizer: Optional[Path] = TokenizerOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Codes root; splits go to OUT/train, OUT/test."),
     split: List[str] = typer.Option(["train", "test"], "--split"),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes (one per GPU), each writing every "
+                                                                   "N-th shard (tokenize.devices)."),
+    shard_items: Optional[int] = typer.Option(None, "--shard-items", help="Items per shard file (default: about "
+                                                                          "1 GB each; tokenize.shard_items)."),
 ):
-    """Encode image splits into code datasets (meta.json + codes.safetensors per split)."""
+    """Encode image splits into code datasets (meta.json + codes.safetensors, or shards, per split)."""
     for name in split:
         check_split(name)
     check_exists(tokenizer, "--tokenizer")
-    cfg = source.load()
+    cfg = source.load(**{"tokenize.devices": devices, "tokenize.shard_items": shard_items})
     from ..run_paths import RunPaths  # after the config check: the steps import torch and Lightning
     from ..steps import tokenize as step
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from PIL import Image
@@ -44,11 +45,13 @@ class ImageData(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def batches(self, batch_size: int, num_workers: int = 0):
-        """``(uint8 images [B, C, S, S], labels [B])`` slices in order; a streamed split gives the same from its
-        DataLoader workers (``num_workers`` is for that; slices need none)."""
-        for start in range(0, len(self), batch_size):
-            yield self.images[start : start + batch_size], self.labels[start : start + batch_size]
+    def batches(self, batch_size: int, num_workers: int = 0, start: int = 0, stop: Optional[int] = None):
+        """``(uint8 images [B, C, S, S], labels [B])`` slices of items ``start:stop`` in order; a streamed split
+        gives the same from its DataLoader workers (``num_workers`` is for that; slices need none)."""
+        stop = len(self) if stop is None else stop
+        for first in range(start, stop, batch_size):
+            end = min(stop, first + batch_size)
+            yield self.images[first:end], self.labels[first:end]
 
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` images."""

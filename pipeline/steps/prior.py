@@ -10,8 +10,8 @@ from stage2_prior.lightning_module import PriorModule
 from stage2_prior.persistence import save_prior
 
 from ..config import PipelineConfig
-from ..core.code_dataset import CODES_FILE
-from ..core.files import CONFIG_FILE, sha256_file
+from ..core.code_dataset import codes_digest
+from ..core.files import CONFIG_FILE
 from ..data_modules import CodeDataModule
 from ..run_paths import RunPaths
 from ..training import build_trainer, fit
@@ -23,7 +23,7 @@ from .training_setup import archive_stale_checkpoints, model_dir_complete
 
 
 def fingerprint(cfg: PipelineConfig, train_codes_dir: Path) -> str:
-    return digest("prior", model_section(cfg.prior), sha256_file(train_codes_dir / CODES_FILE), cfg.seed)
+    return digest("prior", model_section(cfg.prior), codes_digest(train_codes_dir), cfg.seed)
 
 
 def is_complete(out: Path) -> bool:

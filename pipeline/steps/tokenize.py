@@ -1,4 +1,5 @@
-"""Step 2: encode each image split with the tokenizer into a code dataset (meta.json + codes.safetensors)."""
+"""Step 2: encode each image split with the tokenizer into a code dataset (meta.json + codes.safetensors, or
+shards of ``tokenize.shard_items`` items; with ``tokenize.devices`` > 1, written by that many processes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from stage1_tokenizer.tokenize import tokenize_split
+from stage1_tokenizer.tokenize import check_fits, tokenize_split
 from stage1_tokenizer.tokenizer import Tokenizer
 
 from ..config import PipelineConfig
@@ -17,11 +18,13 @@ from ..datasets import load_split
 from ..run_paths import RunPaths
 from .fingerprints import digest
 from .step import Step
+from .tokenize_processes import device_for, tokenize_in_processes
 
 console = Console(stderr=True)
 
 
 def fingerprint(cfg: PipelineConfig, tokenizer_dir: Path) -> str:
+    # tokenize.* is left out: processes, batch size and the cut into shards do not change the codes.
     return digest("codes", sha256_file(tokenizer_dir / WEIGHTS_FILE), cfg.data.fingerprint_dump())
 
 
@@ -35,16 +38,19 @@ def is_complete(split_dir: Path) -> bool:
 
 def run(cfg: PipelineConfig, tokenizer_dir: Path, out_root: Path, splits=("train", "test")) -> None:
     """Write ``out_root/SPLIT`` for each split."""
-    tokenizer = Tokenizer.load(tokenizer_dir)
     expected = fingerprint(cfg, tokenizer_dir)
+    options = cfg.tokenize
+    if options.devices > 1:
+        tokenize_in_processes(cfg, tokenizer_dir, out_root, splits, expected)
+        console.print(f"tokenized {', '.join(splits)} in {options.devices} processes -> {out_root}")
+        return
+    device = device_for(options.accelerator, 0)
+    tokenizer = Tokenizer.load(tokenizer_dir, device)
     for split in splits:
         data = load_split(cfg.data, split)
-        if data.image_size != tokenizer.config.image_size or data.channels != tokenizer.config.in_channels:
-            raise VqgenError(
-                f"the tokenizer in {tokenizer_dir} takes {tokenizer.config.in_channels}x{tokenizer.config.image_size}"
-                f"px images, but {cfg.data.name}/{split} gives {data.channels}x{data.image_size}px; "
-                f"set data.image_size/data.channels to match")
-        tokenize_split(tokenizer, tokenizer_dir, data, out_root / split, extra_meta={"fingerprint": expected})
+        check_fits(tokenizer, tokenizer_dir, data)
+        tokenize_split(tokenizer, tokenizer_dir, data, out_root / split, options.batch_size,
+                       extra_meta={"fingerprint": expected}, shard_items=options.shard_items, device=device)
         console.print(f"tokenized {len(data)} {split} images -> {out_root / split}")
 
 
