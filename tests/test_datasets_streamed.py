@@ -250,3 +250,25 @@ def test_tokenize_and_fid_read_a_streamed_split_like_the_in_memory_one(tmp_path)
     memory, streamed = results["false"], results["true"]
     assert all(torch.equal(memory[0][k], streamed[0][k]) for k in memory[0]) and torch.equal(memory[1], streamed[1])
     assert torch.equal(memory[2], streamed[2]) and memory[2].shape[0] == 7 and memory[3] == streamed[3]
+
+
+def test_a_streamed_split_tokenizes_into_the_same_shards_as_the_in_memory_one(tmp_path):
+    """Shards cut a split into item ranges; a streamed folder reads each range through its workers."""
+    from pipeline.core.code_dataset import CodeDataset
+    from stage1_tokenizer import Tokenizer, TokenizerConfig
+    from stage1_tokenizer.tokenize import tokenize_split
+
+    root = make_folder(tmp_path / "folder", per_class=10)
+    torch.manual_seed(0)
+    tokenizer = Tokenizer(TokenizerConfig(hidden_channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, image_size=8,
+                                          in_channels=3, quantizer={"name": "vq", "codebook_size": 16}))
+    tokenizer_dir = tmp_path / "tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    read = {}
+    for stream in ("false", "true"):
+        data = load_split(config(root, "data.name=imagefolder", f"data.stream={stream}", "data.image_size=8"), "train")
+        tokenize_split(tokenizer.network, tokenizer_dir, data, tmp_path / stream, batch_size=4, shard_items=7)
+        codes = CodeDataset(tmp_path / stream)
+        assert len(codes.meta["shards"]) == 3  # 18 images in shards of 7
+        read[stream] = codes.rows(0, len(codes))
+    assert torch.equal(read["false"][0], read["true"][0]) and torch.equal(read["false"][1], read["true"][1])
