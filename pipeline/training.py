@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -101,6 +103,7 @@ def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModu
     if trainer.is_global_zero:  # temporaries of a killed run's checkpoint writing are never trusted
         remove_stale_temporaries(out_dir / CHECKPOINT_DIR)
     ckpt_path = str(last) if last.exists() else None
+    started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     except SIGTERMException:  # a scheduler's SIGTERM: stopped cleanly, the checkpoints are whole
@@ -111,3 +114,26 @@ def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModu
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+    if trainer.is_global_zero:
+        print(summary_line(out_dir.name, trainer, time.perf_counter() - started), file=sys.stderr)
+
+
+# The figures a finished training is summed up by: (label, format, logged names in order of preference); a run
+# that never validated is summed up by its last training figures.
+SUMMARY_METRICS = (("PSNR", "{:.2f} dB", ("val/psnr",)),
+                   ("perplexity", "{:.1f}", ("epoch/perplexity", "train/perplexity")),
+                   ("codebook usage", "{:.0%}", ("epoch/usage",)),
+                   ("test NLL", "{:.3f} bits/code", ("val/bits_per_code",)),
+                   ("train NLL", "{:.3f} bits/code", ("train/bits_per_code",)))
+
+
+def summary_line(name: str, trainer: L.Trainer, seconds: float) -> str:
+    """One line at the end of training: its length and the last figures (validation ones where there are)."""
+    metrics = trainer.callback_metrics
+    figures = []
+    for label, form, keys in SUMMARY_METRICS:
+        key = next((key for key in keys if key in metrics), None)
+        if key is not None and not (label == "train NLL" and "val/bits_per_code" in metrics):
+            figures.append(f"{label} {form.format(float(metrics[key]))}")
+    return (f"{name}: {trainer.current_epoch} epoch(s), {trainer.global_step} steps in {seconds:.0f} s"
+            + (f"; {', '.join(figures)}" if figures else ""))

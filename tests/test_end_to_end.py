@@ -2,6 +2,7 @@
 skips every finished step, and the mismatch errors between stages."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -43,6 +44,9 @@ def test_whole_chain(run, inception_weights, tmp_path):
     config.write_text(f"run_dir: {run}\nfid:\n  inception_weights: {inception_weights}\n")
     result = CliRunner().invoke(app, ["run", str(config), *sets()])
     assert result.exit_code == 0, result.output
+    # Each training ends with one line of figures.
+    assert re.search(r"tokenizer: \d+ epoch\(s\), \d+ steps in \d+ s; perplexity [\d.]+", result.output)
+    assert re.search(r"prior-gpt: .*; train NLL [\d.]+ bits/code", result.output), result.output
     codes = CodeDataset(run / "codes" / "train")
     assert codes.grid == [4, 4] and codes.codebook_sizes == [16] and len(codes) == 1497
     assert codes.rows(0, len(codes))[0].shape == (1497, 4, 4, 1)

@@ -44,10 +44,10 @@ def _reconstruction_metrics(cfg: PipelineConfig, tokenizer_dir: Path, reference,
     """rFID, PSNR and MSE of the tokenizer's reconstructions of the reference images, and how many there were."""
     f, ref_images = cfg.fid, reference.images
     tokenizer = Tokenizer.load(tokenizer_dir)
-    n_recon = min(f.n_reconstructions or len(ref_images), len(ref_images))
+    limit = min(f.n_reconstructions or len(ref_images), len(ref_images))
     # Batch by batch, so a streamed reference is never held whole; the sums give the same means.
     recon_parts, psnr_sum, sq_err, values, n_recon = [], 0.0, 0.0, 0, 0
-    for chunk in image_batches(ref_images, 256, n_recon):
+    for chunk in image_batches(ref_images, 256, limit):
         originals, recon = to_float(chunk), tokenizer.reconstruct(to_float(chunk))
         recon_parts.append(to_uint8(recon))
         psnr_sum += float(psnr(recon, originals).sum())
