@@ -76,6 +76,8 @@ class FidSection(BaseModel):
     # False: features equal to torch-fidelity's (exact). True: int8 Inception through ONNX Runtime, several times
     # faster, FID within about 1% (needs `uv sync --group fast-fid`); see pipeline/fid_features.py.
     fast: bool = False
+    devices: PositiveInt = 1  # processes taking the features (vqgen fid --devices); the same features however many
+    accelerator: Literal["cpu", "cuda"] = "cpu"  # cuda: process r on cuda:r
 
     @property
     def feature_path(self) -> str:

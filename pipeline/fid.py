@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,26 +23,52 @@ from .core.fid_protocol import FAST_RECIPE, FEATURE_EXTRACTOR, feature_path_labe
 from .core.files import load_tensors, save_tensors, sha256_file
 from .fid_fast import FastFeatures
 from .fid_features import FEATURE_PATHS, ExactFeatures, as_rgb_uint8, extract_features
+from .fid_processes import extract_on_processes
 
 WEIGHTS_ENV = "VQGEN_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # its own download's file name
 
 
 def build_extractor(feature_path: str, weights: Optional[Path], cache_dir: Optional[Path] = None,
-                    reference: Optional[torch.Tensor] = None) -> Callable:
+                    reference: Optional[torch.Tensor] = None, device: Optional[str] = None) -> Callable:
     """The batch function of one feature path: uint8 ``[B, 3, H, W]`` -> float32 ``[B, 2048]``. The fast path
-    calibrates its int8 ranges on the first ``reference`` images (a tensor, or a streamed set's ``head``)."""
+    calibrates its int8 ranges on the first ``reference`` images (a tensor, or a streamed set's ``head``) and runs
+    on the CPU; the exact path runs on ``device`` (default: cuda when there is one)."""
     if feature_path == "exact":
-        return ExactFeatures(weights)
+        return ExactFeatures(weights, device)
     if feature_path == "fast":
         if reference is None:
             raise VqgenError("the fast FID path needs the reference images to calibrate its int8 model")
-        if not isinstance(reference, torch.Tensor):
-            from .fid_fast import CALIBRATION_IMAGES
-
-            reference = as_rgb_uint8(reference.head(CALIBRATION_IMAGES))
-        return FastFeatures(weights, cache_dir, reference)
+        return FastFeatures(weights, cache_dir, calibration_images(reference))
     raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
+
+
+def calibration_images(reference) -> torch.Tensor:
+    """The reference images the fast path calibrates on, as a tensor (a streamed set's first ones)."""
+    from .fid_fast import CALIBRATION_IMAGES
+
+    return reference if isinstance(reference, torch.Tensor) else as_rgb_uint8(reference.head(CALIBRATION_IMAGES))
+
+
+def feature_function(feature_path: str, weights: Optional[Path], root: Path, reference, batch_size: int,
+                     devices: int = 1, accelerator: str = "cpu") -> Callable[[object, str], torch.Tensor]:
+    """``features(images, description)`` for both sides of one FID: in this process with one extractor built on
+    first use, or with ``devices`` > 1 in that many processes that each build their own."""
+    if devices > 1:
+        calibration = calibration_images(reference) if feature_path == "fast" else None
+        make_extractor = partial(build_extractor, feature_path, weights, root, calibration)
+        if feature_path == "fast":
+            make_extractor("cpu")  # builds and caches the int8 model once, here, rather than in every process
+        return lambda images, description: extract_on_processes(images, make_extractor, batch_size, description,
+                                                                devices, accelerator)
+    extractor: list[Callable] = []
+
+    def features(images, description: str) -> torch.Tensor:
+        if not extractor:
+            extractor.append(build_extractor(feature_path, weights, root, reference))
+        return extract_features(images, extractor[0], batch_size, description)
+
+    return features
 
 
 def resolve_weights(path: Optional[str]) -> Optional[Path]:
@@ -77,11 +104,14 @@ def compute_metrics(
     batch_size: int = 64,
     precision_recall: bool = True,
     feature_path: str = "exact",
+    devices: int = 1,
+    accelerator: str = "cpu",
 ) -> dict[str, float]:
     """FID, KID (mean, std) and precision/recall between two uint8 image tensors ``[N, 1 or 3, H, W]``.
 
     ``feature_path`` is ``exact`` (features equal to torch-fidelity's) or ``fast`` (int8, approximate); see
     :mod:`pipeline.fid_features`. The reference features are cached under ``reference_cache_name`` and the path.
+    ``devices`` > 1 takes the features in that many processes (:mod:`pipeline.fid_processes`): the same features.
     """
     if feature_path not in FEATURE_PATHS:
         raise VqgenError(f"unknown FID feature path {feature_path!r}; choose from {', '.join(FEATURE_PATHS)}")
@@ -92,17 +122,15 @@ def compute_metrics(
         raise VqgenError("FID needs at least 2 images on each side")
     root = cache_root(cache_dir)
     cached = reference_features_path(root, reference_cache_name, feature_path)
-    extractor = None
     try:
+        features = feature_function(feature_path, weights, root, reference, batch_size, devices, accelerator)
         if cached is not None and cached.exists():
             reference_features = load_tensors(cached)["features"]
         else:
-            extractor = build_extractor(feature_path, weights, root, reference)
-            reference_features = extract_features(reference, extractor, batch_size, "Inception: reference")
+            reference_features = features(reference, "Inception: reference")
             if cached is not None:
                 save_tensors(cached, {"features": reference_features})
-        extractor = extractor or build_extractor(feature_path, weights, root, reference)
-        generated_features = extract_features(generated, extractor, batch_size, "Inception: generated")
+        generated_features = features(generated, "Inception: generated")
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         raise missing_weights_error(err) from None
     except RuntimeError as err:

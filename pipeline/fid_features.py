@@ -87,21 +87,22 @@ def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def extract_features(images: torch.Tensor, extractor: Callable, batch_size: int = 64,
-                     description: str = "Inception features") -> torch.Tensor:
-    """Features of every image, in order, batch by batch, with a progress bar that shows images/s. ``images`` is
-    a uint8 tensor or a streamed image set (``batches``, ``len``), whose batches are read as they are needed."""
+                     description: str = "Inception features", progress: bool = True) -> torch.Tensor:
+    """Features of every image, in order, batch by batch, with a progress bar that shows images/s (``progress``
+    False: none). ``images`` is a uint8 tensor or a streamed image set (``batches``, ``len``), whose batches are
+    read as they are needed."""
     if batch_size < 1:
         raise VqgenError(f"FID batch size must be positive, got {batch_size}")
     if not isinstance(images, torch.Tensor) and hasattr(images, "batches"):
         parts = []
-        with feature_progress(len(images), description) as advance:
+        with feature_progress(len(images), description, progress) as advance:
             for batch in images.batches(batch_size):
                 parts.append(extractor(as_rgb_uint8(batch).expand(-1, 3, -1, -1)))
                 advance(batch.shape[0])
         return torch.cat(parts)
     images = as_rgb_uint8(images)
     out = torch.empty(images.shape[0], FEATURE_DIM, dtype=torch.float32)
-    with feature_progress(images.shape[0], description) as advance:
+    with feature_progress(images.shape[0], description, progress) as advance:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
             out[start : start + batch.shape[0]] = extractor(batch.expand(-1, 3, -1, -1))
@@ -110,13 +111,14 @@ def extract_features(images: torch.Tensor, extractor: Callable, batch_size: int 
 
 
 class feature_progress:
-    """A rich progress bar with images/s on stderr; silent when VQGEN_NO_PROGRESS=1 (tests, logs)."""
+    """A rich progress bar with images/s on stderr; silent when VQGEN_NO_PROGRESS=1 (tests, logs) or not ``shown``
+    (all processes but one of a multi-process extraction)."""
 
-    def __init__(self, total: int, description: str):
-        self.total, self.description, self.progress = total, description, None
+    def __init__(self, total: int, description: str, shown: bool = True):
+        self.total, self.description, self.shown, self.progress = total, description, shown, None
 
     def __enter__(self) -> Callable[[int], None]:
-        if os.environ.get("VQGEN_NO_PROGRESS") == "1":
+        if not self.shown or os.environ.get("VQGEN_NO_PROGRESS") == "1":
             return lambda count: None
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -11,6 +11,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import IterableDataset
 
 from .core.errors import VqgenError
 from .core.images import ImageData
@@ -31,9 +32,19 @@ class StreamedImageSet:
     def __len__(self) -> int:
         return min(len(self.split), self.limit) if self.limit else len(self.split)
 
-    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
-        left = len(self)
-        for images, _ in self.split.batches(batch_size):
+    @property
+    def divisible(self) -> bool:
+        """Whether item ranges can be read on their own (tar shards are read in one pass only)."""
+        return not isinstance(self.split, IterableDataset)
+
+    def batches(self, batch_size: int, start: int = 0, stop: Optional[int] = None) -> Iterator[torch.Tensor]:
+        """Images ``start:stop`` (default all) in batches; batch k holds items ``start + k * batch_size`` on."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        left = stop - start
+        # The whole set reads the split from its start without a range, so tar shards can still be read.
+        ranged = (start, stop) != (0, len(self))
+        chunks = self.split.batches(batch_size, start=start, stop=stop) if ranged else self.split.batches(batch_size)
+        for images, _ in chunks:
             yield images[:left]
             left -= images.shape[0]
             if left <= 0:

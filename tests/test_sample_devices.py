@@ -53,10 +53,10 @@ def in_process_spawn(worker, args, nprocs, join=True):
 
 
 def test_two_processes_give_the_samples_of_one(run, tmp_path, monkeypatch):
-    from pipeline.steps import sample_processes
+    from pipeline import process_pool
 
     one = sample(run, tmp_path / "one")
-    monkeypatch.setattr(sample_processes.mp, "spawn", in_process_spawn)
+    monkeypatch.setattr(process_pool.mp, "spawn", in_process_spawn)
     two = sample(run, tmp_path / "two", "--devices", "2")
     same_samples(one, two)
     # Different seeds per batch: the batches are not copies of one another.

@@ -33,6 +33,9 @@ def fid(
     fast: Optional[bool] = typer.Option(
         None, "--fast/--exact", help="Feature path: int8 (fast; FID within about 1% from ~1,000 images a side; "
                                      "needs the fast-fid group) or exact (default, torch-fidelity's features)."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes taking the Inception features (the "
+                                                                  "same features however many; fid.devices)."),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, or cuda (process r on cuda:r)."),
 ):
     """FID/KID/precision/recall between any two image sets (a run's samples and the test split by default), and
     rFID of the tokenizer when the reference is a dataset split."""
@@ -42,7 +45,11 @@ def fid(
     check_exists(tokenizer, "--tokenizer", also=("none",))
     check_exists(inception_weights, "--inception-weights")
     cfg = source.load(**{"prior.arch": arch, "fid.reference": reference,
-                         "fid.inception_weights": inception_weights, "fid.fast": fast})
+                         "fid.inception_weights": inception_weights, "fid.fast": fast, "fid.devices": devices,
+                         "fid.accelerator": accelerator})
+    from ..process_pool import check_cuda_devices  # imports torch, but not yet Lightning nor the Inception
+
+    check_cuda_devices("fid", cfg.fid.devices, cfg.fid.accelerator)
     from ..run_paths import RunPaths  # after the config check: the steps import torch and Lightning
     from ..steps import fid as step
 

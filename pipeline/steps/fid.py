@@ -19,6 +19,7 @@ from ..core.files import WEIGHTS_FILE, read_json, sha256_file
 from ..core.images import to_float, to_uint8
 from ..image_sources import image_batches, image_size, load_images
 from ..option_checks import SPLITS
+from ..process_pool import check_cuda_devices
 from ..run_paths import GRID_FILE, METRICS_FILE, PNG_DIR, RunPaths
 from .fingerprints import digest
 from .step import Step
@@ -32,8 +33,10 @@ def fingerprint(cfg: PipelineConfig, samples_dir: Path, tokenizer_dir: Path) -> 
 
 
 def _protocol(cfg: PipelineConfig) -> tuple[dict, dict]:
-    """The settings that change a report's figures (not where features are cached, nor the batch size)."""
-    return cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size"}), cfg.data.fingerprint_dump()
+    """The settings that change a report's figures (not where features are cached, the batch size, nor the
+    processes that take them)."""
+    return (cfg.fid.model_dump(mode="json", exclude={"cache_dir", "batch_size", "devices", "accelerator"}),
+            cfg.data.fingerprint_dump())
 
 
 def is_complete(out: Path) -> bool:
@@ -57,7 +60,8 @@ def _reconstruction_metrics(cfg: PipelineConfig, tokenizer_dir: Path, reference,
     return {
         "rfid": fid_lib.compute_metrics(torch.cat(recon_parts), ref_images, reference.cache_name, weights,
                                         f.cache_dir, f.batch_size, precision_recall=False,
-                                        feature_path=f.feature_path)["fid"],
+                                        feature_path=f.feature_path, devices=f.devices,
+                                        accelerator=f.accelerator)["fid"],
         "psnr": psnr_sum / n_recon,
         "mse": sq_err / values,
     }, n_recon
@@ -70,6 +74,7 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
     from ..report import write_report
 
     f = cfg.fid
+    check_cuda_devices("fid", f.devices, f.accelerator)
     weights = fid_lib.resolve_weights(f.inception_weights)
     fid_lib.check_weights_available(weights)
     weights_info = fid_lib.weights_label(weights)
@@ -82,7 +87,8 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
     console.print(f"FID: {generated.description} vs {reference.description}")
     metrics: dict[str, Any] = {"generation": fid_lib.compute_metrics(samples, ref_images, reference.cache_name,
                                                                      weights, f.cache_dir, f.batch_size,
-                                                                     feature_path=f.feature_path)}
+                                                                     feature_path=f.feature_path,
+                                                                     devices=f.devices, accelerator=f.accelerator)}
     n_recon = 0
     if tokenizer_dir is not None and reference.split is None:
         console.print("rFID skipped: the reference is a folder of images, not real data the tokenizer can encode")

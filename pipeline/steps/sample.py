@@ -18,10 +18,11 @@ from ..core.errors import VqgenError
 from ..core.files import WEIGHTS_FILE, atomic_dir, load_tensors, read_json, save_tensors, sha256_file, write_json
 from ..core.images import save_png, write_image_grid
 from ..option_checks import check_npz_name
+from ..process_pool import check_cuda_devices, process_device
 from ..run_paths import GRID_FILE, PNG_DIR, RunPaths
 from .fingerprints import digest
 from .sample_batches import batch_sizes, draw_batches
-from .sample_processes import check_devices, draw_on_processes, process_device
+from .sample_processes import draw_on_processes
 from .step import Step
 
 console = Console(stderr=True)
@@ -75,7 +76,7 @@ def run(cfg: PipelineConfig, prior_dir: Path, tokenizer_dir: Path, out: Path,
     prior, provenance = load_prior(prior_dir)
     check_prior_fits_tokenizer(provenance, tokenizer_dir, prior_dir)
     s = cfg.sample
-    check_devices(s.devices, s.accelerator)
+    check_cuda_devices("sample", s.devices, s.accelerator)
     labels = class_labels(s, prior.config.num_classes)
     controls = s.controls()
     level = provenance["codes"]["level"]

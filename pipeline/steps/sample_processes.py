@@ -4,36 +4,22 @@ folder and are put back in batch order, so the output is laid out as one process
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.multiprocessing as mp
 
 from stage1_tokenizer.tokenizer import Tokenizer
 from stage2_prior.persistence import load_prior
 
-from ..core.errors import VqgenError
-from ..core.files import load_tensors, save_tensors
+from ..process_pool import process_device, run_processes
 from .sample_batches import Batch, batch_sizes, draw_batches
 
 IMAGES = "images"
 
 
-def process_device(accelerator: str, rank: int) -> str:
-    return f"cuda:{rank}" if accelerator == "cuda" else "cpu"
-
-
-def check_devices(devices: int, accelerator: str) -> None:
-    if accelerator == "cuda" and torch.cuda.device_count() < devices:
-        raise VqgenError(f"sample.devices={devices} with sample.accelerator=cuda needs {devices} CUDA devices; "
-                         f"this machine has {torch.cuda.device_count()}")
-
-
-def _worker(rank: int, job: dict) -> None:
-    """One process: its share of the batches, written to ``part-RANK.safetensors`` in the job's folder."""
-    torch.set_num_threads(job["threads"])
+def _worker(rank: int, job: dict) -> dict[str, torch.Tensor]:
+    """One process: its share of the batches, images and codes each concatenated in batch order."""
     device = process_device(job["accelerator"], rank)
     prior, _ = load_prior(job["prior_dir"], device)
     tokenizer = Tokenizer.load(job["tokenizer_dir"], device)
@@ -43,7 +29,7 @@ def _worker(rank: int, job: dict) -> None:
     tensors = {IMAGES: torch.cat([images for _, images in drawn])}
     for name in drawn[0][0]:
         tensors[f"codes.{name}"] = torch.cat([codes[name] for codes, _ in drawn])
-    save_tensors(Path(job["folder"]) / f"part-{rank}.safetensors", tensors)
+    return tensors
 
 
 def draw_on_processes(prior_dir: Path, tokenizer_dir: Path, n: int, batch_size: int, seed: int, controls,
@@ -51,17 +37,10 @@ def draw_on_processes(prior_dir: Path, tokenizer_dir: Path, n: int, batch_size: 
     """Every batch of the set, in batch order, drawn by ``processes`` spawned processes."""
     sizes = batch_sizes(n, batch_size)
     processes = min(processes, len(sizes))  # a process without a batch would only load the models
-    with tempfile.TemporaryDirectory(prefix="vqgen-sample-") as folder:
-        job = {"prior_dir": str(prior_dir), "tokenizer_dir": str(tokenizer_dir), "n": n, "batch_size": batch_size,
-               "seed": seed, "controls": controls, "labels": labels, "level": level, "batches": len(sizes),
-               "processes": processes, "accelerator": accelerator, "folder": folder,
-               "threads": max(1, torch.get_num_threads() // processes)}  # the CPU shared, not oversubscribed
-        try:
-            mp.spawn(_worker, args=(job,), nprocs=processes, join=True)
-        except mp.ProcessException as err:
-            lines = [line for line in str(err).strip().splitlines() if line.strip()]
-            raise VqgenError(f"a sampling process failed: {lines[-1] if lines else type(err).__name__}") from err
-        parts = [load_tensors(Path(folder) / f"part-{rank}.safetensors") for rank in range(processes)]
+    job = {"prior_dir": str(prior_dir), "tokenizer_dir": str(tokenizer_dir), "n": n, "batch_size": batch_size,
+           "seed": seed, "controls": controls, "labels": labels, "level": level, "batches": len(sizes),
+           "processes": processes, "accelerator": accelerator}
+    parts = run_processes(_worker, job, processes, "sampling")
     batches: list[Optional[Batch]] = [None] * len(sizes)
     for rank, part in enumerate(parts):
         offset = 0
