@@ -13,7 +13,7 @@ from stage1_tokenizer.tokenizer import Tokenizer
 from ..config import PipelineConfig
 from ..core.code_dataset import META_FILE, CodeDataset
 from ..core.errors import VqgenError
-from ..core.files import WEIGHTS_FILE, sha256_file
+from ..core.files import WEIGHTS_FILE, load_model_dir, sha256_file
 from ..datasets import load_split
 from ..run_paths import RunPaths
 from .fingerprints import digest
@@ -38,14 +38,15 @@ def is_complete(split_dir: Path) -> bool:
 
 def run(cfg: PipelineConfig, tokenizer_dir: Path, out_root: Path, splits=("train", "test")) -> None:
     """Write ``out_root/SPLIT`` for each split."""
-    expected = fingerprint(cfg, tokenizer_dir)
     options = cfg.tokenize
     if options.devices > 1:
-        tokenize_in_processes(cfg, tokenizer_dir, out_root, splits, expected)
+        load_model_dir(tokenizer_dir, "tokenizer")  # a missing or damaged tokenizer: one clear error, not N
+        tokenize_in_processes(cfg, tokenizer_dir, out_root, splits, fingerprint(cfg, tokenizer_dir))
         console.print(f"tokenized {', '.join(splits)} in {options.devices} processes -> {out_root}")
         return
     device = device_for(options.accelerator, 0)
-    tokenizer = Tokenizer.load(tokenizer_dir, device)
+    tokenizer = Tokenizer.load(tokenizer_dir, device)  # first: it says clearly what is wrong with the directory
+    expected = fingerprint(cfg, tokenizer_dir)
     for split in splits:
         data = load_split(cfg.data, split)
         check_fits(tokenizer, tokenizer_dir, data)
