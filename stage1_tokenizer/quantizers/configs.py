@@ -77,22 +77,29 @@ class EMAConfig(VQConfig):
     ema: Literal[True] = True  # the preset's point; plain vq is name: vq
 
 
-class GumbelConfig(QuantizerOptions):
-    name: Literal["gumbel"] = "gumbel"
-    codebook_size: int = 512
-    hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
+class AnnealedTemperature(QuantizerOptions):
+    """A temperature annealed from ``tau_start`` to ``tau_end`` over a share of the run (``gumbel``, ``sq``)."""
+
     tau_start: float = 1.0
-    tau_end: float = 0.0625  # 1/16, DALL-E's final temperature
-    anneal_fraction: float = 0.8  # share of the run from tau_start to tau_end
+    tau_end: float = 0.1
+    anneal_fraction: float = 1.0  # share of the run from tau_start to tau_end
     anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
     schedule: str = "exp"  # exp | linear | cosine
-    kl_weight: float = 0.05  # final weight of KL(softmax(logits) || uniform), averaged over positions
-    kl_ramp_fraction: float = 0.1  # share of the run over which the KL weight rises from 0 (cosine)
 
     @model_validator(mode="after")
     def _check_schedule(self):
         check_schedule(self.schedule, self.tau_start, self.tau_end, self.anneal_steps, self.anneal_fraction)
         return self
+
+
+class GumbelConfig(AnnealedTemperature):
+    name: Literal["gumbel"] = "gumbel"
+    codebook_size: int = 512
+    hard: bool = False  # one-hot forward with the relaxed gradient (straight-through Gumbel) instead of the soft mix
+    tau_end: float = 0.0625  # 1/16, DALL-E's final temperature
+    anneal_fraction: float = 0.8
+    kl_weight: float = 0.05  # final weight of KL(softmax(logits) || uniform), averaged over positions
+    kl_ramp_fraction: float = 0.1  # share of the run over which the KL weight rises from 0 (cosine)
 
 
 class FSQConfig(QuantizerOptions):
@@ -129,22 +136,14 @@ class PQConfig(CodebookOptions):
     beta: float = 0.25  # commitment weight on the encoder term
 
 
-class SQConfig(QuantizerOptions):
+class SQConfig(AnnealedTemperature):
     name: Literal["sq"] = "sq"
     codebook_size: int = 512
     init_variance: float = 10.0  # initial exp(param) of s^2 = floor + exp(param); the authors' start for 64-d codes
     variance_floor: float = 1.0  # the authors' gaussian_1: s^2 = exp(0) + exp(param)
-    tau_start: float = 1.0  # Gumbel-softmax temperature of the stochastic assignment
+    # tau: the Gumbel-softmax temperature of the stochastic assignment, annealed over the whole run
     tau_end: float = 0.15  # where the authors' exp(-1e-5 step) decay stands after their 100 epochs
-    anneal_fraction: float = 1.0  # share of the run from tau_start to tau_end
-    anneal_steps: int = 0  # > 0: that many training steps instead of anneal_fraction
-    schedule: str = "exp"  # exp | linear | cosine
     loss_weight: float = 1.0  # multiplies the latent KL (1 = the ELBO)
-
-    @model_validator(mode="after")
-    def _check_schedule(self):
-        check_schedule(self.schedule, self.tau_start, self.tau_end, self.anneal_steps, self.anneal_fraction)
-        return self
 
 
 class SoftConfig(QuantizerOptions):
