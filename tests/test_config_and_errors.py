@@ -143,3 +143,24 @@ def test_version_option():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("vqgen ")
+
+
+def test_every_option_of_every_command_has_help_and_a_shown_default():
+    import typer
+
+    from pipeline.cli import app
+
+    def commands(command, path=()):  # typer may bring its own click: tell groups and options apart by duck typing
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from commands(sub, (*path, name))
+        else:
+            yield " ".join(path), command
+
+    found = list(commands(typer.main.get_command(app)))
+    assert len(found) >= 10
+    for path, command in found:
+        for param in command.params:
+            if param.param_type_name == "option" and "--help" not in param.opts:
+                assert param.help and len(param.help) > 10, (path, param.opts)
+                assert param.is_flag or param.required or param.show_default is not False, (path, param.opts)

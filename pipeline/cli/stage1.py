@@ -35,7 +35,8 @@ def tokenizer_train(
 @tokenizer_app.command("eval")
 @config_command(data=True)
 def tokenizer_eval(
-    source: ConfigSource, tokenizer: Optional[Path] = TokenizerOpt, split: str = typer.Option("test", "--split"),
+    source: ConfigSource, tokenizer: Optional[Path] = TokenizerOpt,
+    split: str = typer.Option("test", "--split", help="Image split to evaluate on: train or test."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default TOKENIZER/eval)."),
 ):
     """MSE, PSNR, SSIM, perplexity and usage on a split; eval.json, reconstructions.png, codebook_usage.png."""
@@ -93,7 +94,8 @@ def _print_eval(metrics: dict, tok_dir: Path, data: str) -> None:
 def tokenize(
     source: ConfigSource, tokenizer: Optional[Path] = TokenizerOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Codes root; splits go to OUT/train, OUT/test."),
-    split: List[str] = typer.Option(["train", "test"], "--split"),
+    split: List[str] = typer.Option(["train", "test"], "--split",
+                                    help="Split(s) to tokenize; repeat the option for several."),
     devices: Optional[int] = typer.Option(None, "--devices", help="Processes (one per GPU), each writing every "
                                                                    "N-th shard (tokenize.devices)."),
     shard_items: Optional[int] = typer.Option(None, "--shard-items", help="Items per shard file (default: about "

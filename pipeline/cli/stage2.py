@@ -46,16 +46,19 @@ def sample(
     tokenizer: Optional[Path] = TokenizerOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Samples directory (default RUN_DIR/samples-ARCH)."),
     label: Optional[str] = typer.Option(None, "--label", help="Class index, 'all' (even over classes) or 'none'."),
-    temperature: Optional[float] = typer.Option(None, "--temperature"),
-    top_k: Optional[int] = typer.Option(None, "--top-k"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="Softmax temperature of the prior's logits (default: sample.temperature, 1.0)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k",
+                                        help="Sample from the k likeliest codes only (default: sample.top_k, all)."),
+    top_p: Optional[float] = typer.Option(
+        None, "--top-p", help="Nucleus sampling: the likeliest codes up to this mass (default: sample.top_p, off)."),
     cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Classifier-free guidance scale."),
     decode_steps: Optional[int] = typer.Option(None, "--steps", help="MaskGIT decoding steps."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="MaskGIT mask schedule: cosine, linear, "
                                                                     "square, arccos."),
     choice_temperature: Optional[float] = typer.Option(None, "--choice-temperature",
                                                        help="MaskGIT Gumbel noise on confidences (annealed)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (default: sample.seed of the config)."),
     npz: Optional[Path] = typer.Option(None, "--npz", help="Also write the samples as an ADM-evaluator .npz "
                                                            "(arr_0: uint8 [N, H, W, 3])."),
     devices: Optional[int] = typer.Option(None, "--devices", help="Processes sharing the batches (the same samples "
