@@ -44,11 +44,9 @@ TRAINER_OPTIONS = {  # parameter name: (type, option, config key; SECTION is the
     "precision": (Optional[str], typer.Option(None, "--precision",
                                               help="Lightning precision (32-true, bf16-mixed, 16-mixed)."),
                   "SECTION.train.precision"),
-    "max_epochs": (Optional[int], typer.Option(None, "--max-epochs", help="Training epochs (default: the "
-                                                                          "config's train.max_epochs, 10)."),
+    "max_epochs": (Optional[int], typer.Option(None, "--max-epochs", help="Epochs (default: the config's, else 10)."),
                    "SECTION.train.max_epochs"),
-    "max_steps": (Optional[int], typer.Option(None, "--max-steps", help="Stop after this many optimizer steps "
-                                                                        "(default: no limit)."),
+    "max_steps": (Optional[int], typer.Option(None, "--max-steps", help="Stop after N optimizer steps (default: off)."),
                   "SECTION.train.max_steps"),
     "accelerator": (Optional[str], typer.Option(None, "--accelerator", help="cpu, gpu, auto."),
                     "SECTION.train.accelerator"),
