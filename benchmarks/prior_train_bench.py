@@ -27,7 +27,7 @@ def _before(prior):
         from transformers import GPT2LMHeadModel
 
         config = copy.deepcopy(prior.model.config)
-        config.attn_pdrop, config.activation_function = prior.config.gpt.dropout, "gelu_new"
+        config.attn_pdrop, config.activation_function = prior.config.gpt.dropout, "gelu_new"  # the recipe before
         before.model = GPT2LMHeadModel(config)
         before.model.load_state_dict(prior.model.state_dict())
     else:

@@ -15,6 +15,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 STREAM_ABOVE_BYTES = 2 << 30
 # Keys that change how a split is read, never what it holds: left out of the fingerprints.
 READ_ONLY_KEYS = {"stream", "workers"}
+# How files are decoded (2: short side resized, centre crop; 1 squashed non-square images): in the fingerprints and
+# FID cache names of the datasets read from files, so a change of it redoes their work.
+FILE_DECODE_VERSION = 2
+FILE_DATASETS = ("imagefolder", "webdataset")
 
 
 class DataConfig(BaseModel):
@@ -49,6 +53,10 @@ class DataConfig(BaseModel):
         for key in ("train_crop_scale", "hflip"):
             if dump[key] == DataConfig.model_fields[key].default:
                 del dump[key]
+        if self.name in FILE_DATASETS:
+            dump["decode"] = FILE_DECODE_VERSION
+        if self.train_crop_scale != 1.0:  # in memory, crops come from resized images; streamed, from the files
+            dump["stream"] = self.stream
         return dump
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import IterableDataset
 
 from .core.errors import VqgenError
 from .core.images import ImageData
+from .data_config import FILE_DATASETS, FILE_DECODE_VERSION
 from .datasets import DataConfig, load_split
 from .option_checks import SPLITS
 from .run_paths import PNG_DIR, RunPaths
@@ -124,6 +125,9 @@ def load_images(spec: str | Path, data: DataConfig, limit: Optional[int], weight
         # than the cache saves, and a split does not change under the same name, size and count.
         cache_name = (f"vqgen-{data.name}-{spec}-{split.image_size}px-{split.channels}ch-n{len(images)}-"
                       f"{weights_key}")
+        if data.name in FILE_DATASETS:  # files: which folder, and how they were decoded
+            where = hashlib.sha256(f"{Path(str(data.root)).expanduser().resolve()}".encode()).hexdigest()[:8]
+            cache_name += f"-{where}-d{FILE_DECODE_VERSION}"
         return ImageSource(images, f"{data.name}/{spec}, {len(images)} images", cache_name, split=str(spec))
     folder = image_folder(Path(spec))
     images = read_images(folder)

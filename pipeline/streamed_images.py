@@ -62,6 +62,8 @@ class StreamedSplit:
         processes; skipped files are counted in ``skipped`` and reported once the pass is over."""
         workers = num_workers if num_workers is not None else (self.workers if self.workers is not None
                                                                else default_workers())
+        if isinstance(self, IterableDataset):  # workers take turns over their own shards: one keeps shard order
+            workers = min(workers, 1)
         source = self
         if (start, stop) != (0, None) and (start, stop) != (0, len(self)):
             if isinstance(self, IterableDataset):  # tar shards are read in one pass, never from an index
@@ -84,7 +86,9 @@ class StreamedSplit:
 
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` readable images (uint8), read in the main process."""
-        chunks, count = [], 0
+        chunks, count = [torch.zeros(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)], 0
+        if n <= 0:
+            return chunks[0]
         for images, _ in self.batches(min(n, 64), num_workers=0):
             chunks.append(images[: n - count])
             count += chunks[-1].shape[0]

@@ -83,7 +83,7 @@ def scan_shards(shards: list[Path]) -> tuple[int, int, Optional[bytes]]:
 
 
 class WebDatasetSplit(StreamedSplit, IterableDataset):
-    """One split of tar shards. Evaluation reads every shard in order (split across workers, not ranks);
+    """One split of tar shards. Evaluation reads every shard in order (one worker: ``StreamedSplit.batches``);
     a training copy (:meth:`for_training`) shuffles shards and samples per epoch, splits shards across ranks
     and workers, and adds the random crop and flip."""
 

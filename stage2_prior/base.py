@@ -70,4 +70,4 @@ class Prior(nn.Module, PriorHub):
 
     @classmethod
     def from_described(cls, described: dict) -> "Prior":
-        return cls(PriorConfig(**described["prior"]))
+        return cls(PriorConfig.from_saved(described["prior"]))

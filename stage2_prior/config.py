@@ -17,6 +17,9 @@ class GPTConfig(BaseModel):
     n_head: PositiveInt = 4
     n_embd: PositiveInt = 128
     dropout: float = Field(0.1, ge=0, lt=1)
+    # The exact GELU is cheaper on a CPU; gelu_new (the tanh form) is what priors saved by earlier versions used,
+    # and what their configs are read with (PriorConfig.from_saved).
+    activation: Literal["gelu", "gelu_new"] = "gelu"
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -73,6 +76,14 @@ class PriorConfig(BaseModel):
     context_level: Optional[str] = None
     context_grid: Optional[list[PositiveInt]] = None
     context_codebook_sizes: Optional[list[PositiveInt]] = None
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "PriorConfig":
+        """The config of a saved prior; a GPT saved before ``gpt.activation`` existed ran the tanh GELU."""
+        gpt = saved.get("gpt")
+        if isinstance(gpt, dict) and "activation" not in gpt:
+            saved = {**saved, "gpt": {**gpt, "activation": "gelu_new"}}
+        return cls(**saved)
 
 
 class SampleControls(BaseModel):

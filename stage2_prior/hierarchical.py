@@ -56,4 +56,4 @@ class HierarchicalPrior(nn.Module, PriorHub):
 
     @classmethod
     def from_described(cls, described: dict) -> "HierarchicalPrior":
-        return cls({name: PriorConfig(**cfg) for name, cfg in described["levels"].items()})
+        return cls({name: PriorConfig.from_saved(cfg) for name, cfg in described["levels"].items()})

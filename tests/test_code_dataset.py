@@ -176,7 +176,8 @@ def test_a_code_dataset_of_format_1_still_reads(tmp_path):
         "codes_sha256": sha256_file(directory / "codes.safetensors")}))
     data = CodeDataset(directory)
     assert torch.equal(data.rows(0, 6)[0], codes) and torch.equal(data.rows(0, 6)[1], labels)
-    (directory / "codes.safetensors").write_bytes((directory / "codes.safetensors").read_bytes()[:-1] + b"\x07")
+    data = (directory / "codes.safetensors").read_bytes()
+    (directory / "codes.safetensors").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a flipped bit, always
     with pytest.raises(VqgenError, match="does not match the sha256"):
         CodeDataset(directory)
 

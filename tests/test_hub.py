@@ -235,3 +235,19 @@ def test_push_to_hub_uploads_the_saved_files_with_the_repo_in_the_card(tmp_path,
     assert 'Prior.from_pretrained("someone/digits-maskgit")' in uploaded["README.md"].decode()
     assert uploaded["model.safetensors"] == (tmp_path / "prior" / "model.safetensors").read_bytes()
     assert json.loads(uploaded["config.json"])["tokenizer_sha256"] == "ab" * 32
+
+
+def test_a_gpt_saved_before_the_activation_option_keeps_its_tanh_gelu(tmp_path):
+    prior = tiny_prior("gpt")
+    old_config = prior.config.model_dump()
+    del old_config["gpt"]["activation"]
+    write_todays_layout(tmp_path / "old", {"kind": "prior", "prior": old_config, **PRIOR_PROVENANCE},
+                        prior.state_dict())
+    old, _ = load_prior(tmp_path / "old")
+    assert old.config.gpt.activation == "gelu_new" and old.model.config.activation_function == "gelu_new"
+    prior.save_pretrained(tmp_path / "new")
+    new, _ = load_prior(tmp_path / "new")
+    assert new.config.gpt.activation == "gelu" and new.model.config.activation_function == "gelu"
+    x = torch.linspace(-3, 3, 13)  # the networks really run different GELUs
+    old_gelu, new_gelu = old.model.transformer.h[0].mlp.act(x), new.model.transformer.h[0].mlp.act(x)
+    assert torch.allclose(new_gelu, torch.nn.functional.gelu(x)) and not torch.allclose(old_gelu, new_gelu)

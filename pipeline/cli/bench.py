@@ -16,7 +16,7 @@ from .options import DebugOpt
 @app.command("bench")
 @user_errors
 def bench(quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat (smoke test)."),
-          only: Optional[str] = typer.Option(None, "--only", help="Sections to run, e.g. a,b (default: all a-f)."),
+          only: Optional[str] = typer.Option(None, "--only", help="Sections to run, e.g. a,b (default: all a-g)."),
           json_path: Optional[Path] = typer.Option(None, "--json",
                                                    help="Results JSON (default benchmarks/results/bench.json)."),
           device: str = typer.Option("cpu", "--device", help="cpu or cuda."),

@@ -9,7 +9,7 @@ All processes run on this machine (spawned here); several machines would also ne
 from __future__ import annotations
 
 import contextlib
-import re
+import datetime
 import socket
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from ..core.code_shards import shards_of_rank
 from ..core.code_writer import write_meta
 from ..core.errors import VqgenError
 from ..core.files import atomic_dir
+from ..process_pool import process_failure
 
 
 def tokenize_in_processes(cfg, tokenizer_dir: Path, out_root: Path, splits, fingerprint: str) -> None:
@@ -30,11 +31,8 @@ def tokenize_in_processes(cfg, tokenizer_dir: Path, out_root: Path, splits, fing
     try:
         mp.spawn(_worker, args=(world, _free_port(), threads, cfg, tokenizer_dir, out_root, tuple(splits),
                                 fingerprint), nprocs=world, join=True)
-    except mp.ProcessRaisedException as err:  # a VqgenError in a process is the user's error: show it as one
-        found = re.search(r"VqgenError: (.+)", str(err))
-        if found:
-            raise VqgenError(found.group(1).strip()) from None
-        raise
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # a raised error or a killed process
+        raise VqgenError(process_failure(err, "tokenize")) from None
 
 
 def _free_port() -> int:
@@ -54,7 +52,9 @@ def device_for(accelerator: str, rank: int) -> str:
 def _worker(rank: int, world: int, port: int, threads: int, cfg, tokenizer_dir: Path, out_root: Path, splits,
             fingerprint: str) -> None:
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # Ranks wait for the slowest at the gathers; a shard can take hours, longer than torch's 30-minute default.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(days=7))
     try:
         for split in splits:
             tokenize_split_as_rank(cfg, tokenizer_dir, out_root / split, split, fingerprint, rank, world)
