@@ -33,6 +33,11 @@ def test_fingerprints_of_unchanged_configs_do_not_change(files, sets, tokenizer,
     assert (digest(model_section(cfg.tokenizer)), digest(model_section(cfg.prior))) == (tokenizer, prior)
 
 
+def test_a_gpt_with_the_tanh_gelu_keeps_the_fingerprint_it_had_before_the_option():
+    cfg = load_config([], ["prior.gpt.activation=gelu_new"])
+    assert digest(model_section(cfg.prior)) == "18f92e9d8960cda5"
+
+
 def test_run_only_trainer_options_keep_the_fingerprint_and_model_ones_change_it():
     base = digest(model_section(load_config().tokenizer))
     for run_only in ("max_epochs=3", "trainer.devices=auto", "trainer.max_time=00:01:00:00", "trainer.strategy=ddp"):

@@ -41,6 +41,9 @@ def model_section(section) -> dict:
     loss = getattr(section, "loss", None)  # a tokenizer's VQGAN terms: all off is the plain objective, and runs
     if loss is not None and dump["loss"] == type(loss)().model_dump(mode="json"):  # made before they existed match
         del dump["loss"]
+    gpt = dump.get("gpt")
+    if isinstance(gpt, dict) and gpt.get("activation") == "gelu_new":  # what configs before the option trained
+        del gpt["activation"]
     # A prior's other architectures' sub-sections (gpt:, pixelcnn:, maskgit:) do not shape the model trained.
     for arch in ("gpt", "pixelcnn", "maskgit"):
         if isinstance(dump.get(arch), dict) and dump.get("arch") != arch:
