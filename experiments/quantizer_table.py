@@ -9,6 +9,12 @@ PATH/TO/mnist is the folder torchvision's MNIST reads (it holds MNIST/raw/); wit
 downloaded there. Each tokenizer trains in OUT/<name>-e<epochs>/ through the pipeline's own step, so a killed run
 resumes from its last checkpoint and a finished one is reused. rFID needs the Inception weights
 ($VQGEN_INCEPTION_WEIGHTS or --inception-weights); --rfid 0 skips it.
+
+Other data: layer a config after each tokenizer's own and point --data-root at it, e.g. the CIFAR-10 table from an
+ImageFolder copy (train/<class>/*, test/<class>/*):
+
+    uv run python experiments/quantizer_table.py -c configs/experiments/cifar10.yaml --set data.name=imagefolder \
+        --data-root PATH/TO/cifar10 --epochs 5 --only vq,vqgan --results results/cifar10/tokenizers.json
 """
 
 from __future__ import annotations
@@ -29,15 +35,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per tokenizer")
     parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps instead (-1: epochs)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="every tokenizer's batch (default: 128, or the batch its config file sets: sq's 32)")
     parser.add_argument("--only", default="", help="comma-separated config names, in this order (default: all)")
+    parser.add_argument("-c", "--config", action="append", type=Path, default=[],
+                        help="config file layered after each tokenizer's own (e.g. configs/experiments/cifar10.yaml)")
     parser.add_argument("--set", action="append", default=[], help="extra config override, key.path=value")
     parser.add_argument("--tag", default="", help="suffix of the quantizer name in the table (for variants)")
     parser.add_argument("--rfid", type=int, default=10000, help="reconstructions for rFID (0: skip)")
     parser.add_argument("--inception-weights", default=None)
+    parser.add_argument("--fid-path", choices=("exact", "fast"), default="exact",
+                        help="rFID features: exact (torch-fidelity's) or fast (int8, approximate)")
     parser.add_argument("--out", type=Path, default=Path("runs/quantizer_table"), help="run folders")
     parser.add_argument("--results", type=Path, default=None, help="JSON table to merge the rows into")
     return parser.parse_args()
+
+
+def batch_size(args: argparse.Namespace, config_file: Path) -> int:
+    import yaml
+
+    own = (yaml.safe_load(config_file.read_text()) or {}).get("tokenizer", {}).get("train", {}).get("batch_size")
+    return args.batch_size or own or 128
 
 
 def main() -> None:
@@ -69,10 +87,11 @@ def main() -> None:
     for name in names:
         budget = f"s{args.steps}" if args.steps > 0 else f"e{args.epochs}"
         out = args.out / f"{name}{args.tag}-{budget}"
-        cfg = load_config([configs[name]], [f"data.root={args.data_root}", "data.download=false",
+        cfg = load_config([configs[name], *args.config], [f"data.root={args.data_root}", "data.download=false",
                                             f"tokenizer.train.max_epochs={args.epochs if args.steps < 0 else -1}",
                                             f"tokenizer.train.max_steps={args.steps}",
-                                            f"tokenizer.train.batch_size={args.batch_size}", f"run_dir={out}",
+                                            f"tokenizer.train.batch_size={batch_size(args, configs[name])}",
+                                            f"run_dir={out}",
                                             *args.set])
         test_data = test_data or load_split(cfg.data, "test")
         paths = RunPaths(cfg.run_dir)
@@ -88,7 +107,7 @@ def main() -> None:
         levels = metrics["levels"]  # one for VQ-VAE, top and bottom for VQ-VAE-2: shown as "top / bottom"
         provenance = read_json(tokenizer_dir / CONFIG_FILE).get("provenance", {})
         row = {"quantizer": name + args.tag, "epochs": provenance.get("epochs", args.epochs),
-               "steps": provenance.get("steps"),
+               "steps": provenance.get("steps"), "batch_size": cfg.tokenizer.train.batch_size,
                "codebook": " / ".join("x".join(map(str, level["codebook_sizes"])) for level in levels.values()),
                "psnr": round(metrics["psnr"], 3), "ssim": round(metrics["ssim"], 4),
                "perplexity": [round(level["perplexity"], 1) for level in levels.values()],
@@ -99,8 +118,9 @@ def main() -> None:
             n = min(args.rfid, len(test_data))
             reference = reference or load_images("test", cfg.data, None, fid_lib.weights_label(weights)["sha256"])
             row["rfid"] = round(fid_lib.compute_metrics(recon[:n], reference.images, reference.cache_name, weights,
-                                                        precision_recall=False)["fid"], 3)
+                                                        precision_recall=False, feature_path=args.fid_path)["fid"], 3)
             row["rfid_count"] = f"{n} reconstructions vs {len(reference.images)} test images"
+            row["fid_path"] = args.fid_path
         row["machine"] = machine_label()
         row["command"] = command
         print(json.dumps(row), flush=True)

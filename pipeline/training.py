@@ -121,8 +121,8 @@ def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModu
 # The figures a finished training is summed up by: (label, format, logged names in order of preference); a run
 # that never validated is summed up by its last training figures.
 SUMMARY_METRICS = (("PSNR", "{:.2f} dB", ("val/psnr",)),
-                   ("perplexity", "{:.1f}", ("epoch/perplexity", "train/perplexity")),
-                   ("codebook usage", "{:.0%}", ("epoch/usage",)),
+                   ("perplexity", "{:.1f}", ("val/perplexity", "epoch/perplexity", "train/perplexity")),
+                   ("codebook usage", "{:.0%}", ("val/usage", "epoch/usage")),
                    ("test NLL", "{:.3f} bits/code", ("val/bits_per_code",)),
                    ("train NLL", "{:.3f} bits/code", ("train/bits_per_code",)))
 

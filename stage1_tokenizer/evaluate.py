@@ -83,31 +83,38 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
         if lpips is not None:
             lpips_sum += lpips(recon, images).sum().item()
         for name, level_codes in codes.items():
-            offset = 0
-            for channel, size in enumerate(levels[name]["codebook_sizes"]):
-                counts[name][offset : offset + size] += torch.bincount(level_codes[..., channel].reshape(-1),
-                                                                       minlength=size).double()
-                offset += size
+            count_codes(counts[name], level_codes, levels[name]["codebook_sizes"])
     metrics = {"images": n, "mse": sq_err / n, "psnr": psnr_sum / n,
                "ssim": ssim_sum / n if data.image_size >= 11 else None,
                "lpips": lpips_sum / n if lpips is not None else None,
                "black_share": black_recon / values, "black_share_data": black_data / values, "levels": {}}
     for name, spec in levels.items():
-        per_channel, offset = [], 0
-        for size in spec["codebook_sizes"]:
-            part = counts[name][offset : offset + size]
-            offset += size
-            probs = part / part.sum()
-            nz = probs[probs > 0]
-            per_channel.append((math.exp(-(nz * nz.log()).sum().item()), (part > 0).double().mean().item(),
-                                int((part == 0).sum())))
-        metrics["levels"][name] = {
-            "grid": spec["grid"], "codebook_sizes": spec["codebook_sizes"],
-            "perplexity": sum(p for p, _, _ in per_channel) / len(per_channel),
-            "usage": sum(u for _, u, _ in per_channel) / len(per_channel),
-            "dead_codes": sum(d for _, _, d in per_channel),
-        }
+        metrics["levels"][name] = {"grid": spec["grid"], "codebook_sizes": spec["codebook_sizes"],
+                                   **usage_figures(counts[name], spec["codebook_sizes"])}
     return metrics, counts
+
+
+def count_codes(counts: torch.Tensor, codes: torch.Tensor, codebook_sizes: list[int]) -> None:
+    """Add the codes ``[..., C]`` of one level to its counts ``[sum of codebook sizes]``, channel by channel."""
+    offset = 0
+    for channel, size in enumerate(codebook_sizes):
+        counts[offset : offset + size] += torch.bincount(codes[..., channel].reshape(-1), minlength=size).to(counts)
+        offset += size
+
+
+def usage_figures(counts: torch.Tensor, codebook_sizes: list[int]) -> dict[str, float]:
+    """Perplexity and share of codes used (averaged over code channels) and dead codes (summed), from counts."""
+    per_channel, offset = [], 0
+    for size in codebook_sizes:
+        part = counts[offset : offset + size].double().cpu()
+        offset += size
+        probs = part / part.sum().clamp_min(1)
+        nz = probs[probs > 0]
+        per_channel.append((math.exp(-(nz * nz.log()).sum().item()), (part > 0).double().mean().item(),
+                            int((part == 0).sum())))
+    return {"perplexity": sum(p for p, _, _ in per_channel) / len(per_channel),
+            "usage": sum(u for _, u, _ in per_channel) / len(per_channel),
+            "dead_codes": sum(d for _, _, d in per_channel)}
 
 
 @torch.no_grad()

@@ -16,9 +16,10 @@ from pipeline.core.images import to_float
 from pipeline.core.optim import TrainConfig, make_optimizer
 
 from .config import TokenizerConfig, TokenizerLossConfig
-from .evaluate import low_usage_message
+from .evaluate import count_codes, low_usage_message, usage_figures
 from .losses import loss_image, reconstruction_loss
 from .perceptual import load_lpips
+from .quantizers.distributed import all_reduce_sum_
 from .tokenizer import build_tokenizer
 
 
@@ -122,17 +123,41 @@ class TokenizerModule(L.LightningModule):
             stats = quantizer.epoch_stats()
             for name, value in stats.items():
                 self.log(f"{prefix}{name}", value, prog_bar=name == "perplexity", sync_dist=False)
-            warning = low_usage_message(level, stats.get("usage", 1.0), max(quantizer.codebook_sizes),
-                                        f"epoch {self.current_epoch}")
-            if warning:
-                rank_zero_warn(warning)
+            if not self.trainer.num_val_batches or not sum(self.trainer.num_val_batches):
+                # No validation: warn from the training codes (sampled ones for gumbel and sq).
+                self._warn_low_usage(level, stats.get("usage", 1.0), quantizer.codebook_sizes)
+
+    def _warn_low_usage(self, level: str, usage: float, codebook_sizes: list[int]) -> None:
+        warning = low_usage_message(level, usage, max(codebook_sizes), f"epoch {self.current_epoch}")
+        if warning:
+            rank_zero_warn(warning)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts = {name: torch.zeros(sum(spec["codebook_sizes"]), device=self.device)
+                            for name, spec in self.model.levels().items()}
 
     def validation_step(self, batch, batch_idx):
         images = self._images(batch)
         model = self.evaluation_model()
-        recon = model.output_to_image(model(images)[0])
+        output, quant = model(images)
+        recon = model.output_to_image(output)
         self.log("val/recon_mse", F.mse_loss(recon, images), sync_dist=True)
         self.log("val/psnr", psnr(recon, images).mean(), prog_bar=True, sync_dist=True)
+        codes = quant.codes if isinstance(quant.codes, dict) else {next(iter(self._val_counts)): quant.codes}
+        levels = model.levels()
+        for name, level_codes in codes.items():
+            count_codes(self._val_counts[name], level_codes, levels[name]["codebook_sizes"])
+
+    def on_validation_epoch_end(self) -> None:
+        # The codes evaluation and tokenize give (nearest, not sampled): what the usage warning is about.
+        levels = self.model.levels()
+        for name, counts in self._val_counts.items():
+            figures = usage_figures(all_reduce_sum_(counts), levels[name]["codebook_sizes"])
+            prefix = "val/" if len(levels) == 1 else f"val/{name}/"
+            self.log(f"{prefix}perplexity", figures["perplexity"], sync_dist=False)
+            self.log(f"{prefix}usage", figures["usage"], sync_dist=False)
+            if not self.trainer.sanity_checking:
+                self._warn_low_usage(name, figures["usage"], levels[name]["codebook_sizes"])
 
     def configure_optimizers(self):
         return make_optimizer(self, self.train_config, params=list(self.model.parameters()))

@@ -110,3 +110,37 @@ def test_epoch_usage_is_logged_over_every_batch_of_the_epoch(tmp_path):
     assert logged["epoch/dead_codes"].item() == (counts == 0).sum().item()
     last = torch.bincount(seen[-1].flatten(), minlength=32)
     assert (counts > 0).sum() > (last > 0).sum()  # the epoch saw codes the last batch did not
+
+
+def test_validation_usage_counts_the_evaluation_codes_and_warns_from_them(tmp_path):
+    """SQ trains on codes sampled from its posterior; val/perplexity and val/usage (what the end-of-training line
+    and the low-usage warning use) come from the nearest codes that evaluation and tokenize give."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from pipeline.core.images import to_float
+    from pipeline.core.optim import TrainConfig
+    from stage1_tokenizer.lightning_module import TokenizerModule
+
+    torch.manual_seed(0)
+    config = TokenizerConfig(hidden_channels=16, res_channels=8, n_res_blocks=1, embed_dim=8, image_size=16,
+                             recon_loss="gaussian", quantizer={"name": "sq", "codebook_size": 64})
+    module = TokenizerModule(config, TrainConfig(lr=1e-12))
+    train = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8)
+    val = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
+    loader = lambda images: DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=8)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        num_sanity_val_steps=0)
+    with pytest.warns(UserWarning, match="most of the vocabulary is dead"):
+        trainer.fit(module, loader(train), loader(val))
+
+    module.model.eval()
+    with torch.no_grad():
+        codes = module.model.encode(to_float(val))["codes"]
+    counts = torch.bincount(codes.flatten(), minlength=64).double()
+    probs = counts[counts > 0] / counts.sum()
+    logged = trainer.logged_metrics
+    assert logged["val/perplexity"].item() == pytest.approx(math.exp(-(probs * probs.log()).sum().item()), rel=1e-4)
+    assert logged["val/usage"].item() == pytest.approx((counts > 0).double().mean().item())
+    assert logged["val/usage"].item() < 0.5 < logged["epoch/usage"].item()  # sampled codes spread, nearest do not
