@@ -45,11 +45,16 @@ def run_processes(worker: Callable[[int, dict], dict[str, torch.Tensor]], job: d
     """
     with tempfile.TemporaryDirectory(prefix=f"vqgen-{what}-") as folder:
         job = {**job, "folder": folder, "threads": max(1, torch.get_num_threads() // processes)}
-        try:
-            mp.spawn(_run_rank, args=(worker, job), nprocs=processes, join=True)
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # their base is not exported
-            raise VqgenError(process_failure(err, what)) from err
+        spawn(_run_rank, (worker, job), processes, what)
         return [load_tensors(part_file(job, rank)) for rank in range(processes)]
+
+
+def spawn(fn: Callable, args: tuple, processes: int, what: str) -> None:
+    """``fn(rank, *args)`` in ``processes`` spawned processes, waited for; a failure is one VqgenError line."""
+    try:
+        mp.spawn(fn, args=args, nprocs=processes, join=True)
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # a raised error or a killed process
+        raise VqgenError(process_failure(err, what)) from None
 
 
 def process_failure(err: Exception, what: str) -> str:

@@ -15,24 +15,20 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ..core.code_shards import shards_of_rank
 from ..core.code_writer import write_meta
 from ..core.errors import VqgenError
 from ..core.files import atomic_dir
-from ..process_pool import process_failure
+from ..process_pool import spawn
 
 
 def tokenize_in_processes(cfg, tokenizer_dir: Path, out_root: Path, splits, fingerprint: str) -> None:
     """Run the tokenize step in ``cfg.tokenize.devices`` processes and wait for them."""
     world = cfg.tokenize.devices
     threads = max(1, torch.get_num_threads() // world)  # the processes share this machine's cores
-    try:
-        mp.spawn(_worker, args=(world, _free_port(), threads, cfg, tokenizer_dir, out_root, tuple(splits),
-                                fingerprint), nprocs=world, join=True)
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # a raised error or a killed process
-        raise VqgenError(process_failure(err, "tokenize")) from None
+    spawn(_worker, (world, _free_port(), threads, cfg, tokenizer_dir, out_root, tuple(splits), fingerprint), world,
+          "tokenize")
 
 
 def _free_port() -> int:
