@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per tokenizer")
     parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps instead (-1: epochs)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="every tokenizer's batch (default: 128, or the batch its config file sets: sq's 32)")
+                        help="every tokenizer's batch (default: 128, or the batch its config files set: sq's 32)")
     parser.add_argument("--only", default="", help="comma-separated config names, in this order (default: all)")
     parser.add_argument("-c", "--config", action="append", type=Path, default=[],
                         help="config file layered after each tokenizer's own (e.g. configs/experiments/cifar10.yaml)")
@@ -51,11 +51,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def batch_size(args: argparse.Namespace, config_file: Path) -> int:
+def batch_size(args: argparse.Namespace, config_files: list[Path]) -> int:
+    """--batch-size, else the last of the config files that sets one (they layer in order), else the table's 128."""
     import yaml
 
-    own = (yaml.safe_load(config_file.read_text()) or {}).get("tokenizer", {}).get("train", {}).get("batch_size")
-    return args.batch_size or own or 128
+    set_by_files = [train["batch_size"] for path in config_files
+                    if "batch_size" in (train := ((yaml.safe_load(path.read_text()) or {}).get("tokenizer") or {})
+                                                 .get("train") or {})]
+    return args.batch_size or (set_by_files[-1] if set_by_files else 128)
 
 
 def main() -> None:
@@ -90,7 +93,7 @@ def main() -> None:
         cfg = load_config([configs[name], *args.config], [f"data.root={args.data_root}", "data.download=false",
                                             f"tokenizer.train.max_epochs={args.epochs if args.steps < 0 else -1}",
                                             f"tokenizer.train.max_steps={args.steps}",
-                                            f"tokenizer.train.batch_size={batch_size(args, configs[name])}",
+                                            f"tokenizer.train.batch_size={batch_size(args, [configs[name], *args.config])}",
                                             f"run_dir={out}",
                                             *args.set])
         test_data = test_data or load_split(cfg.data, "test")

@@ -133,7 +133,7 @@ class TokenizerModule(L.LightningModule):
             rank_zero_warn(warning)
 
     def on_validation_epoch_start(self) -> None:
-        self._val_counts = {name: torch.zeros(sum(spec["codebook_sizes"]), device=self.device)
+        self._val_counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.long, device=self.device)
                             for name, spec in self.model.levels().items()}
 
     def validation_step(self, batch, batch_idx):
