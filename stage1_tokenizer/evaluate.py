@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -11,6 +10,8 @@ import torch.nn.functional as F
 
 from pipeline.core.files import atomic_path
 from pipeline.core.images import ImageData, to_float, to_uint8, write_image_grid
+
+from .quantizers.usage import count_codes, usage_figures
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -92,29 +93,6 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
         metrics["levels"][name] = {"grid": spec["grid"], "codebook_sizes": spec["codebook_sizes"],
                                    **usage_figures(counts[name], spec["codebook_sizes"])}
     return metrics, counts
-
-
-def count_codes(counts: torch.Tensor, codes: torch.Tensor, codebook_sizes: list[int]) -> None:
-    """Add the codes ``[..., C]`` of one level to its counts ``[sum of codebook sizes]``, channel by channel."""
-    offset = 0
-    for channel, size in enumerate(codebook_sizes):
-        counts[offset : offset + size] += torch.bincount(codes[..., channel].reshape(-1), minlength=size).to(counts)
-        offset += size
-
-
-def usage_figures(counts: torch.Tensor, codebook_sizes: list[int]) -> dict[str, float]:
-    """Perplexity and share of codes used (averaged over code channels) and dead codes (summed), from counts."""
-    per_channel, offset = [], 0
-    for size in codebook_sizes:
-        part = counts[offset : offset + size].double().cpu()
-        offset += size
-        probs = part / part.sum().clamp_min(1)
-        nz = probs[probs > 0]
-        per_channel.append((math.exp(-(nz * nz.log()).sum().item()), (part > 0).double().mean().item(),
-                            int((part == 0).sum())))
-    return {"perplexity": sum(p for p, _, _ in per_channel) / len(per_channel),
-            "usage": sum(u for _, u, _ in per_channel) / len(per_channel),
-            "dead_codes": sum(d for _, _, d in per_channel)}
 
 
 @torch.no_grad()

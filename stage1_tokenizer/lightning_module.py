@@ -16,10 +16,11 @@ from pipeline.core.images import to_float
 from pipeline.core.optim import TrainConfig, make_optimizer
 
 from .config import TokenizerConfig, TokenizerLossConfig
-from .evaluate import count_codes, low_usage_message, usage_figures
+from .evaluate import low_usage_message
 from .losses import loss_image, reconstruction_loss
 from .perceptual import load_lpips
 from .quantizers.distributed import all_reduce_sum_
+from .quantizers.usage import count_codes, usage_figures
 from .tokenizer import build_tokenizer
 
 
@@ -133,8 +134,9 @@ class TokenizerModule(L.LightningModule):
             rank_zero_warn(warning)
 
     def on_validation_epoch_start(self) -> None:
-        self._val_counts = {name: torch.zeros(sum(spec["codebook_sizes"]), dtype=torch.long, device=self.device)
-                            for name, spec in self.model.levels().items()}
+        self._val_sizes = {name: spec["codebook_sizes"] for name, spec in self.model.levels().items()}
+        self._val_counts = {name: torch.zeros(sum(sizes), dtype=torch.long, device=self.device)
+                            for name, sizes in self._val_sizes.items()}
 
     def validation_step(self, batch, batch_idx):
         images = self._images(batch)
@@ -143,21 +145,21 @@ class TokenizerModule(L.LightningModule):
         recon = model.output_to_image(output)
         self.log("val/recon_mse", F.mse_loss(recon, images), sync_dist=True)
         self.log("val/psnr", psnr(recon, images).mean(), prog_bar=True, sync_dist=True)
-        codes = quant.codes if isinstance(quant.codes, dict) else {next(iter(self._val_counts)): quant.codes}
-        levels = model.levels()
+        codes = quant.codes if isinstance(quant.codes, dict) else {next(iter(self._val_sizes)): quant.codes}
         for name, level_codes in codes.items():
-            count_codes(self._val_counts[name], level_codes, levels[name]["codebook_sizes"])
+            count_codes(self._val_counts[name], level_codes, self._val_sizes[name])
 
     def on_validation_epoch_end(self) -> None:
         # The codes evaluation and tokenize give (nearest, not sampled): what the usage warning is about.
-        levels = self.model.levels()
         for name, counts in self._val_counts.items():
-            figures = usage_figures(all_reduce_sum_(counts), levels[name]["codebook_sizes"])
-            prefix = "val/" if len(levels) == 1 else f"val/{name}/"
+            figures = usage_figures(all_reduce_sum_(counts), self._val_sizes[name])
+            if not figures:  # no validation batch anywhere
+                continue
+            prefix = "val/" if len(self._val_sizes) == 1 else f"val/{name}/"
             self.log(f"{prefix}perplexity", figures["perplexity"], sync_dist=False)
             self.log(f"{prefix}usage", figures["usage"], sync_dist=False)
             if not self.trainer.sanity_checking:
-                self._warn_low_usage(name, figures["usage"], levels[name]["codebook_sizes"])
+                self._warn_low_usage(name, figures["usage"], self._val_sizes[name])
 
     def configure_optimizers(self):
         return make_optimizer(self, self.train_config, params=list(self.model.parameters()))

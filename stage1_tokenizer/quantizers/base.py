@@ -10,12 +10,13 @@ by its ``name`` (:mod:`.registry`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from .distributed import all_reduce_sum_
+from .usage import count_codes, usage_figures
 
 
 @dataclass
@@ -126,12 +127,7 @@ class Quantizer(nn.Module):
         """Add the codes of one batch (``[..., C]``) to the epoch's counts, channel by channel."""
         if not hasattr(self, "usage_counts"):
             self._init_usage()
-        offset = 0
-        flat = codes.reshape(-1, codes.shape[-1])
-        for channel, size in enumerate(self.codebook_sizes):
-            counts = torch.bincount(flat[:, channel], minlength=size).to(self.usage_counts)
-            self.usage_counts[offset : offset + size] += counts
-            offset += size
+        count_codes(self.usage_counts, codes, self.codebook_sizes)
 
     @torch.no_grad()
     def epoch_stats(self, reset: bool = True) -> dict[str, float]:
@@ -142,31 +138,11 @@ class Quantizer(nn.Module):
         """
         if not hasattr(self, "usage_counts"):
             self._init_usage()
-        counts = self.usage_counts.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
-        perplexities, usages, dead = [], [], 0
-        offset = 0
-        for size in self.codebook_sizes:
-            part = counts[offset : offset + size]
-            offset += size
-            total = part.sum()
-            if total <= 0:
-                continue
-            probs = part / total
-            entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
-            perplexities.append(math.exp(entropy.item()))
-            usages.append((part > 0).double().mean().item())
-            dead += int((part == 0).sum().item())
+        counts = all_reduce_sum_(self.usage_counts.clone())
         if reset:
             self.usage_counts.zero_()
-        if not perplexities:
-            return {}
-        return {
-            "perplexity": sum(perplexities) / len(perplexities),
-            "usage": sum(usages) / len(usages),
-            "dead_codes": float(dead),
-        }
+        figures = usage_figures(counts, self.codebook_sizes)
+        return {**figures, "dead_codes": float(figures["dead_codes"])} if figures else {}
 
     def set_run_length(self, total_steps: int) -> None:
         """Training steps of the whole run; quantizers with schedules (:class:`.schedules.RunSchedule`) use it."""
