@@ -84,6 +84,10 @@ class StreamedSplit:
             print(f"warning: skipped {skipped} unreadable image file(s) in {self.name}/{self.split} "
                   f"(data.on_bad_image=skip; set it to fail to stop instead)", file=sys.stderr)
 
+    def spread(self, n: int) -> torch.Tensor:
+        """The first ``n`` images: a streamed split is read in order, not picked from (see ``ImageData.spread``)."""
+        return self.head(n)
+
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` readable images (uint8), read in the main process."""
         chunks, count = [torch.zeros(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)], 0

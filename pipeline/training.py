@@ -135,5 +135,20 @@ def summary_line(name: str, trainer: L.Trainer, seconds: float) -> str:
         key = next((key for key in keys if key in metrics), None)
         if key is not None and not (label == "train NLL" and "val/bits_per_code" in metrics):
             figures.append(f"{label} {form.format(float(metrics[key]))}")
+        elif key is None and (levels := _per_level(metrics, keys)):
+            figures.append(f"{label} " + " / ".join(f"{form.format(float(value))} ({level})"
+                                                    for level, value in levels.items()))
     return (f"{name}: {trainer.current_epoch} epoch(s), {trainer.global_step} steps in {seconds:.0f} s"
             + (f"; {', '.join(figures)}" if figures else ""))
+
+
+def _per_level(metrics, keys: tuple[str, ...]) -> dict[str, object]:
+    """A multi-level tokenizer (VQ-VAE-2) logs ``val/top/usage`` where a single level logs ``val/usage``: the
+    figures of the first key's section that has any, by level."""
+    for key in keys:
+        section, metric = key.split("/")
+        levels = {parts[1]: value for name, value in metrics.items()
+                  if len(parts := name.split("/")) == 3 and parts[0] == section and parts[2] == metric}
+        if levels:
+            return levels
+    return {}

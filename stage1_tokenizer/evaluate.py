@@ -97,8 +97,8 @@ def evaluate_tokenizer(tokenizer, data: ImageData, batch_size: int = 256,
 
 @torch.no_grad()
 def reconstruction_grid(tokenizer, data: ImageData, path: Path, n: int = 32) -> None:
-    """Rows alternate originals and their reconstructions, 8 images a row."""
-    originals = data.head(n)
+    """Rows alternate originals and their reconstructions, 8 images a row; the originals are spread over the split."""
+    originals = data.spread(n)
     recon = to_uint8(tokenizer.reconstruct(to_float(originals)))
     rows = []
     for start in range(0, originals.shape[0], 8):

@@ -62,6 +62,18 @@ def test_streamed_folder_gives_the_in_memory_images_and_labels(tmp_path, size):
         assert torch.equal(streamed.head(3), memory.images[:3])
 
 
+def test_a_grid_spreads_over_a_class_sorted_split_in_memory_and_takes_the_head_of_a_streamed_one(tmp_path):
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, like an image folder's test split
+    data = ImageData(labels.view(-1, 1, 1, 1).expand(-1, 1, 4, 4).to(torch.uint8).contiguous(), labels,
+                     [str(c) for c in range(10)], "digits", "test")
+    picked = data.spread(20)
+    assert picked[:, 0, 0, 0].tolist() == [c for c in range(10) for _ in range(2)]  # both ends, every class twice
+    assert torch.equal(data.spread(5000), data.images)  # more than there are: each image once
+    streamed = load_split(config(make_folder(tmp_path / "folder"), "data.name=imagefolder", "data.stream=true"),
+                          "test")
+    assert torch.equal(streamed.spread(3), streamed.head(3))
+
+
 def test_a_small_folder_stays_in_memory_under_auto(tmp_path):
     root = make_folder(tmp_path / "folder")
     assert isinstance(load_split(config(root, "data.name=imagefolder"), "train"), ImageData)

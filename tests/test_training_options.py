@@ -191,3 +191,19 @@ def test_the_code_data_module_without_a_test_split_has_no_validation(tmp_path):
     data = CodeDataModule(tmp_path, None, batch_size=4)
     data.setup("fit")
     assert data.test is None and data.val_dataloader() == [] and len(data.train_dataloader()) == 2
+
+
+def test_the_summary_line_prefers_validation_figures_and_shows_each_level_of_a_two_level_tokenizer():
+    from pipeline.training import summary_line
+
+    def trainer(metrics):
+        return SimpleNamespace(callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
+                               current_epoch=3, global_step=120)
+
+    one = summary_line("tokenizer", trainer({"val/psnr": 30.0, "val/perplexity": 200.0, "epoch/perplexity": 400.0,
+                                             "val/usage": 0.5, "epoch/usage": 1.0}), 12.0)
+    assert one == "tokenizer: 3 epoch(s), 120 steps in 12 s; PSNR 30.00 dB, perplexity 200.0, codebook usage 50%"
+    two = summary_line("tokenizer", trainer({"val/top/perplexity": 90.0, "val/bottom/perplexity": 300.0,
+                                             "epoch/top/perplexity": 500.0, "epoch/top/usage": 0.9}), 5.0)
+    assert "perplexity 90.0 (top) / 300.0 (bottom)" in two
+    assert "codebook usage 90% (top)" in two  # no validation usage logged: the training codes' figure

@@ -57,6 +57,10 @@ class ImageData(Dataset):
         """The first ``n`` images."""
         return self.images[:n]
 
+    def spread(self, n: int) -> torch.Tensor:
+        """``n`` images evenly spaced over the split, so a grid of a class-sorted folder shows every class."""
+        return self.images[torch.linspace(0, len(self) - 1, min(n, len(self))).round().long()]
+
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[0, 255]`` -> float ``[-1, 1]``, the range the tokenizers work in."""
