@@ -89,6 +89,8 @@ def run(cfg: PipelineConfig, samples_dir: Path | str, tokenizer_dir: Optional[Pa
                                                                      weights, f.cache_dir, f.batch_size,
                                                                      feature_path=f.feature_path,
                                                                      devices=f.devices, accelerator=f.accelerator)}
+    # Said at once: an rFID pass can take as long again, and a run stopped in it would otherwise show nothing.
+    console.print("  " + ", ".join(f"{name} {value:.4g}" for name, value in metrics["generation"].items()))
     n_recon = 0
     if tokenizer_dir is not None and reference.split is None:
         console.print("rFID skipped: the reference is a folder of images, not real data the tokenizer can encode")
