@@ -55,10 +55,11 @@ def batch_size(args: argparse.Namespace, config_files: list[Path]) -> int:
     """--batch-size, else the last of the config files that sets one (they layer in order), else the table's 128."""
     import yaml
 
-    set_by_files = [train["batch_size"] for path in config_files
-                    if "batch_size" in (train := ((yaml.safe_load(path.read_text()) or {}).get("tokenizer") or {})
-                                                 .get("train") or {})]
-    return args.batch_size or (set_by_files[-1] if set_by_files else 128)
+    from_files = 128
+    for path in config_files:
+        train = ((yaml.safe_load(path.read_text()) or {}).get("tokenizer") or {}).get("train") or {}
+        from_files = train.get("batch_size", from_files)
+    return args.batch_size or from_files
 
 
 def main() -> None:
