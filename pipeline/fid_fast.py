@@ -50,10 +50,12 @@ class InceptionBody(nn.Module):
         return torch.flatten(self.layers(x), 1)
 
 
-def build_int8_model(weights: Optional[Path], calibration_images: torch.Tensor, target: Path) -> None:
-    """Export the Inception body to ONNX and quantize it (QDQ, int8 per-channel weights, uint8 activations)."""
+def build_int8_model(weights: Optional[Path], calibration_images: torch.Tensor, target: Path,
+                     float_blocks: tuple[str, ...] = ()) -> None:
+    """Export the Inception body to ONNX and quantize it (QDQ, int8 per-channel weights, uint8 activations);
+    the blocks named in ``float_blocks`` (of ``BODY_LAYERS``) stay in float32 (for experiments on the error)."""
     try:
-        import onnx  # noqa: F401  (onnxruntime's quantizer needs it; fail here with the install hint, not deep inside)
+        import onnx  # onnxruntime's quantizer needs it too: fail here with the install hint, not deep inside
     except ImportError:
         raise VqgenError("the fast FID path needs onnx and ONNX Runtime: install the optional group with "
                          "`uv sync --group fast-fid` (or use the exact path)") from None
@@ -84,9 +86,11 @@ def build_int8_model(weights: Optional[Path], calibration_images: torch.Tensor, 
                               dynamic_axes={"image": {0: "batch"}, "pool3": {0: "batch"}}, opset_version=17,
                               dynamo=False)
         quant_pre_process(str(fp32), str(prepared))
+        prefixes = tuple(f"/layers/layers.{BODY_LAYERS.index(block)}/" for block in float_blocks)
+        excluded = [node.name for node in onnx.load(str(prepared)).graph.node if node.name.startswith(prefixes)]
         quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
 
 
 class FastFeatures:

@@ -79,3 +79,58 @@ def test_usage_is_counted_over_the_epoch_not_the_last_batch():
     assert stats["usage"] == 1.0 and stats["dead_codes"] == 0
     assert abs(stats["perplexity"] - 4.0) < 1e-6
     assert vq.epoch_stats() == {}  # reset after reading
+
+
+def test_usage_entropies_match_hand_computation():
+    from stage1_tokenizer.quantizers.codebook import usage_entropies
+
+    # Codes at 0 and 2 on a line; points at 0 and 1. Squared distances: [[0, 4], [1, 1]]; nearest: 0 and 1,
+    # so s = 0.5 and p = softmax(-d / (T s)) with T = 2: [[1/(1+e^-4), e^-4/(1+e^-4)], [1/2, 1/2]].
+    x = torch.tensor([[[0.0], [1.0]]])
+    codes = torch.tensor([[[0.0], [2.0]]])
+    sample, batch = usage_entropies(x, codes, temperature=2.0)
+    a = 1.0 / (1.0 + torch.exp(torch.tensor(-4.0)))
+    p1 = torch.tensor([a, 1 - a])
+    h = lambda p: float(-(p * p.log()).sum())
+    assert abs(float(sample) - (h(p1) + h(torch.tensor([0.5, 0.5]))) / 2) < 1e-6
+    assert abs(float(batch) - h((p1 + 0.5) / 2)) < 1e-6
+
+
+def test_entropy_term_spreads_a_clumped_batch_over_more_codes():
+    def perplexity_after_training(entropy_weight: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        vq = build_quantizer("vq", 2, {"codebook_size": 16, "entropy_weight": entropy_weight})
+        with torch.no_grad():
+            vq.codebook.weight.copy_(torch.randn(16, 2))
+        # free "encoder outputs": 90% in one tight clump, as MNIST's background positions are
+        x = torch.cat([torch.randn(460, 2) * 0.05 + 0.3, torch.randn(52, 2)]).requires_grad_(True)
+        optimizer = torch.optim.Adam([x, *vq.parameters()], lr=0.01)
+
+        def perplexity() -> float:
+            with torch.no_grad():
+                codes = vq.eval()(x.t().reshape(1, 2, 1, -1)).codes.flatten()
+            vq.train()
+            p = torch.bincount(codes, minlength=16).float()
+            p = p[p > 0] / p.sum()
+            return float(torch.exp(-(p * p.log()).sum()))
+
+        before = perplexity()
+        for _ in range(200):
+            loss = vq(x.t().reshape(1, 2, 1, -1)).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return before, perplexity()
+
+    start, plain = perplexity_after_training(0.0)
+    _, spread = perplexity_after_training(1.0)
+    assert plain < start * 1.1  # plain VQ's loss only pulls outputs and codes together: the clump stays one code
+    assert spread > 2.0 * start
+
+
+def test_entropy_options_are_checked():
+    import pytest
+
+    for bad in ({"entropy_weight": -0.1}, {"entropy_temperature": 0.0}):
+        with pytest.raises(ValueError, match="entropy"):
+            build_quantizer("vq", 4, {"codebook_size": 8, **bad})

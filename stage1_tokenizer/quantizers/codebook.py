@@ -13,7 +13,8 @@ Optional upkeep against codebook collapse, reduced across processes under DDP so
 
 - k-means init: Lloyd's k-means on the first training batch replaces the random init;
 - dead-code restart: a code whose usage (an EMA of its assignments per training step, summed over processes)
-  falls below a threshold is moved onto a random encoder output of the current batch.
+  falls below a threshold is moved onto a random encoder output of the current batch;
+- a usage-entropy loss term (``entropy_weight``): see :func:`usage_entropies`.
 
 Vectors are stored flat as ``[G*K, d]``, which for one group is the ``[K, d]`` layout of an ``nn.Embedding``.
 """
@@ -39,6 +40,26 @@ def vq_loss_terms(x: torch.Tensor, quantized: torch.Tensor) -> tuple[torch.Tenso
     codebook_term = F.mse_loss(quantized.float(), x.detach().float())
     commitment_term = F.mse_loss(x.float(), quantized.detach().float())
     return codebook_term, commitment_term
+
+
+def usage_entropies(x: torch.Tensor, vectors: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean per-position entropy and entropy of the batch-mean distribution of ``p(k|x)``, averaged over groups.
+
+    ``x [G, N, d]`` against ``vectors [G, K, d]``; ``p(k|x) = softmax(-||x - e_k||^2 / (temperature * s))`` with
+    ``s`` the group's mean squared distance to the nearest code (no gradient), so the temperature means the same
+    whatever the encoder's scale. Distances in fp32; the ``[G, N, K]`` probabilities are one batch's worth.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, vectors = x.float(), vectors.float()
+        distances = (x.pow(2).sum(-1, keepdim=True) + vectors.pow(2).sum(-1)[:, None, :]
+                     - 2.0 * torch.bmm(x, vectors.transpose(1, 2))).clamp_min(0.0)
+        scale = distances.detach().min(-1).values.mean(-1).clamp_min(1e-12)[:, None, None]
+        log_probs = F.log_softmax(-distances / (temperature * scale), dim=-1)
+        probs = log_probs.exp()
+        sample_entropy = -(probs * log_probs).sum(-1).mean()
+        mean_probs = probs.mean(1)
+        codebook_entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-12))).sum(-1).mean()
+    return sample_entropy, codebook_entropy
 
 
 class Codebook(nn.Module):
@@ -68,6 +89,8 @@ class Codebook(nn.Module):
         self.usage_decay = options.usage_decay
         self.ema_decay = options.decay if options.ema else None
         self.ema_eps = options.eps
+        self.entropy_weight = options.entropy_weight
+        self.entropy_temperature = options.entropy_temperature
 
         bound = 1.0 / size  # the small uniform init of the VQ-VAE reference implementations
         init = torch.empty(groups * size, dim).uniform_(-bound, bound)
@@ -124,6 +147,10 @@ class Codebook(nn.Module):
         loss = beta * commitment_term
         if not self.learned_by_ema:
             loss = loss + codebook_term
+        if self.entropy_weight > 0:
+            grouped = x if x.dim() == 3 else x.reshape(self.groups, -1, self.dim)
+            sample_entropy, codebook_entropy = usage_entropies(grouped, self.vectors(), self.entropy_temperature)
+            loss = loss + self.entropy_weight * (sample_entropy - codebook_entropy)
         return loss, codebook_term, commitment_term
 
     # --- upkeep ------------------------------------------------------------------------------------------------

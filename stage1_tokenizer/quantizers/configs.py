@@ -52,10 +52,18 @@ class CodebookOptions(QuantizerOptions):
     # t in ln(u / t) / ln(1 / decay) steps: 27 at 0.9 for MNIST's 8192 vectors a batch and K=512 (0.99 took 276,
     # by which time plain VQ had collapsed). Lower decays also restart codes that are merely rare.
     usage_decay: float = 0.9
+    # > 0: add entropy_weight * (E[H(p(.|z))] - H(E[p(.|z)])) to the loss, p(k|z) = softmax(-||z - e_k||^2 / (T s))
+    # with s the batch's mean squared distance to the nearest code: positions commit to one code while the batch
+    # spreads over all of them (the usage entropy that LFQ has, for looked-up codebooks). 0 = off, the paper's VQ.
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 1.0  # T, in units of s
 
     @model_validator(mode="after")
     def _check_upkeep(self):
         check_upkeep(self.kmeans_init, self.kmeans_iters, self.dead_code_threshold, self.usage_decay)
+        if self.entropy_weight < 0 or self.entropy_temperature <= 0:
+            raise ValueError(f"quantizer.entropy_weight must be non-negative and quantizer.entropy_temperature "
+                             f"positive, got {self.entropy_weight} and {self.entropy_temperature}")
         if self.ema and not 0.0 <= self.decay < 1.0:
             raise ValueError(f"quantizer.decay must be in [0, 1), got {self.decay}")
         if self.eps <= 0:
