@@ -56,7 +56,9 @@ class CodebookOptions(QuantizerOptions):
     # with s the batch's mean squared distance to the nearest code: positions commit to one code while the batch
     # spreads over all of them (the usage entropy that LFQ has, for looked-up codebooks). 0 = off, the paper's VQ.
     entropy_weight: float = 0.0
-    entropy_temperature: float = 1.0  # T, in units of s
+    # T, in units of s. MNIST, one epoch: T = 0.1 with weight 0.05 gave perplexity 478.5 (plain vq 330.9); at T = 1
+    # the soft assignment spreads over many codes and the term mostly blurs (weight 0.02: 395.1, -1.1 dB).
+    entropy_temperature: float = 0.1
 
     @model_validator(mode="after")
     def _check_upkeep(self):
