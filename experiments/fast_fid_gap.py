@@ -6,7 +6,7 @@
 3. The int8 error as noise power: trace Cov(fast - exact) / trace Cov(exact). At a small FID, most of the value is
    the estimator's finite-sample bias, which grows with the features' spread, so the gap tracks this ratio.
 4. With ``--float-blocks``: int8 models that keep those Inception blocks in float32, built on the path's own 32
-   calibration images, and their noise power on ``--held-out`` test images after the first 5,000 (and their speed).
+   calibration images, and their noise power on ``--held-out`` test images from the 5,001st on (and their speed).
 
     uv run --group fast-fid python experiments/fast_fid_gap.py --data-root PATH/TO/mnist \\
         --float-blocks Conv2d_1a_3x3 --float-blocks Conv2d_1a_3x3,Conv2d_2a_3x3,Conv2d_2b_3x3,MaxPool_1,Conv2d_3b_1x1
@@ -53,6 +53,9 @@ def noise_power(approx: torch.Tensor, exact: torch.Tensor) -> float:
     return float((approx - exact).double().var(0).sum() / exact.double().var(0).sum())
 
 
+HELD_OUT_START = 5000  # held-out images start here, past the path's 32 calibration images
+
+
 def float_block_features(images: torch.Tensor, weights, blocks: tuple[str, ...]) -> tuple[torch.Tensor, float]:
     import onnxruntime
 
@@ -63,7 +66,7 @@ def float_block_features(images: torch.Tensor, weights, blocks: tuple[str, ...])
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         start = time.perf_counter()
-        features = extract_features(images[5000:], lambda batch: torch.from_numpy(
+        features = extract_features(images[HELD_OUT_START:], lambda batch: torch.from_numpy(
             session.run(None, {"image": resize_and_normalize(batch).numpy()})[0]), 50, f"int8, {blocks} in float")
         return features, len(features) / (time.perf_counter() - start)
 
@@ -96,13 +99,12 @@ def main() -> None:
         print(f"halves {trial}: FID exact {fid_exact:.4f}, fast {fid_fast:.4f}, "
               f"gap {fid_fast - fid_exact:+.4f} ({(fid_fast / fid_exact - 1) * 100:+.2f}%)")
     print(f"int8 noise power, all {len(exact)} test images: {noise_power(fast, exact) * 100:.2f}%")
-    held_out = reference.images[: 5000 + args.held_out]
-    print(f"  on test images 5000-{5000 + args.held_out}: "
-          f"{noise_power(fast[5000:5000 + args.held_out], exact[5000:5000 + args.held_out]) * 100:.2f}%")
+    held = slice(HELD_OUT_START, HELD_OUT_START + args.held_out)
+    print(f"  on test images {held.start}-{held.stop}: {noise_power(fast[held], exact[held]) * 100:.2f}%")
     for spec in args.float_blocks:
         blocks = tuple(spec.split(","))
-        features, speed = float_block_features(held_out, weights, blocks)
-        print(f"  {'+'.join(blocks)} in float: {noise_power(features, exact[5000:5000 + args.held_out]) * 100:.2f}% "
+        features, speed = float_block_features(reference.images[: held.stop], weights, blocks)
+        print(f"  {'+'.join(blocks)} in float: {noise_power(features, exact[held]) * 100:.2f}% "
               f"({speed:.1f} images/s on {torch.get_num_threads()} threads)")
 
 
