@@ -74,7 +74,7 @@ class FidSection(BaseModel):
     batch_size: PositiveInt = 64
     cache_dir: Optional[str] = None  # None: $VQGEN_CACHE_DIR, else ~/.cache/vqgen
     # False: features equal to torch-fidelity's (exact). True: int8 Inception through ONNX Runtime, several times
-    # faster, FID within about 1% (needs `uv sync --group fast-fid`); see pipeline/fid_features.py.
+    # faster, FID 2-6% above exact on MNIST (needs `uv sync --group fast-fid`); see pipeline/fid_features.py.
     fast: bool = False
     devices: PositiveInt = 1  # processes taking the features (vqgen fid --devices); the same features however many
     accelerator: Literal["cpu", "cuda"] = "cpu"  # cuda: process r on cuda:r

@@ -15,6 +15,7 @@ import yaml
 
 from stage1_tokenizer.quantizers import QUANTIZERS, build_quantizer, make_quantizer_config
 from stage1_tokenizer.quantizers.distances import grouped_nearest_code
+from stage1_tokenizer.quantizers.gumbel import gumbel_noise, gumbel_softmax
 from stage1_tokenizer.quantizers.lfq import lfq_entropies
 from stage1_tokenizer.quantizers.schedules import annealed
 
@@ -443,6 +444,31 @@ def test_gumbel_kl_to_uniform_and_eval_codes_by_hand():
     kl = (q * (q * 5).log()).sum(-1).mean()  # KL(q || 1/K)
     assert out.loss.item() == pytest.approx(0.5 * kl.item(), rel=1e-5)
     assert torch.equal(out.codes.flatten(), q.argmax(-1))
+
+
+def test_gumbel_noise_moments_and_the_gumbel_max_trick():
+    torch.manual_seed(0)
+    noise = gumbel_noise(torch.empty(1_000_000))
+    assert noise.mean().item() == pytest.approx(0.5772, abs=0.005)  # Euler-Mascheroni
+    assert noise.var().item() == pytest.approx(math.pi**2 / 6, abs=0.01)
+    logits = torch.tensor([0.0, 1.0, -1.0, 2.0])
+    draws = (logits + gumbel_noise(torch.empty(200_000, 4))).argmax(-1)
+    assert_close(torch.bincount(draws, minlength=4) / 200_000, F.softmax(logits, -1), atol=0.005, rtol=0)
+
+
+def test_gumbel_softmax_hard_is_one_hot_with_the_relaxed_gradient():
+    logits = torch.randn(6, 5, requires_grad=True)
+    weights = torch.randn(6, 5)
+    torch.manual_seed(1)
+    hard = gumbel_softmax(logits, 0.5, hard=True)
+    (hard * weights).sum().backward()
+    hard_grad = logits.grad.clone()
+    logits.grad = None
+    torch.manual_seed(1)
+    soft = gumbel_softmax(logits, 0.5, hard=False)
+    (soft * weights).sum().backward()
+    assert torch.equal(hard.detach(), F.one_hot(soft.argmax(-1), 5).float())
+    assert_close(logits.grad, hard_grad)
 
 
 def test_gumbel_hard_forward_is_one_code():
