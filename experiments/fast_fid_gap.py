@@ -56,17 +56,19 @@ def noise_power(approx: torch.Tensor, exact: torch.Tensor) -> float:
 HELD_OUT_START = 5000  # held-out images start here, past the path's 32 calibration images
 
 
-def float_block_features(images: torch.Tensor, weights, blocks: tuple[str, ...]) -> tuple[torch.Tensor, float]:
+def float_block_features(calibration: torch.Tensor, images: torch.Tensor, weights,
+                         blocks: tuple[str, ...]) -> tuple[torch.Tensor, float]:
+    """Features of ``images`` (and images/s) from an int8 model calibrated on ``calibration``, ``blocks`` in float."""
     import onnxruntime
 
     with tempfile.TemporaryDirectory(prefix="vqgen-int8-") as tmp:
         model = Path(tmp) / "model.onnx"
-        build_int8_model(weights, as_rgb_uint8(images[:CALIBRATION_IMAGES]), model, blocks)
+        build_int8_model(weights, as_rgb_uint8(calibration), model, blocks)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         start = time.perf_counter()
-        features = extract_features(images[HELD_OUT_START:], lambda batch: torch.from_numpy(
+        features = extract_features(images, lambda batch: torch.from_numpy(
             session.run(None, {"image": resize_and_normalize(batch).numpy()})[0]), 50, f"int8, {blocks} in float")
         return features, len(features) / (time.perf_counter() - start)
 
@@ -103,7 +105,8 @@ def main() -> None:
     print(f"  on test images {held.start}-{held.stop}: {noise_power(fast[held], exact[held]) * 100:.2f}%")
     for spec in args.float_blocks:
         blocks = tuple(spec.split(","))
-        features, speed = float_block_features(reference.images[: held.stop], weights, blocks)
+        features, speed = float_block_features(reference.images[:CALIBRATION_IMAGES], reference.images[held], weights,
+                                               blocks)
         print(f"  {'+'.join(blocks)} in float: {noise_power(features, exact[held]) * 100:.2f}% "
               f"({speed:.1f} images/s on {torch.get_num_threads()} threads)")
 
