@@ -82,18 +82,45 @@ def test_usage_is_counted_over_the_epoch_not_the_last_batch():
 
 
 def test_usage_entropies_match_hand_computation():
-    from stage1_tokenizer.quantizers.codebook import usage_entropies
+    from stage1_tokenizer.quantizers.usage_entropy import usage_entropies
 
     # Codes at 0 and 2 on a line; points at 0 and 1. Squared distances: [[0, 4], [1, 1]]; nearest: 0 and 1,
     # so s = 0.5 and p = softmax(-d / (T s)) with T = 2: [[1/(1+e^-4), e^-4/(1+e^-4)], [1/2, 1/2]].
     x = torch.tensor([[[0.0], [1.0]]])
     codes = torch.tensor([[[0.0], [2.0]]])
-    sample, batch = usage_entropies(x, codes, temperature=2.0)
+    sample, batch = usage_entropies(x, codes, torch.tensor([[[0.0], [0.0]]]), temperature=2.0)
     a = 1.0 / (1.0 + torch.exp(torch.tensor(-4.0)))
     p1 = torch.tensor([a, 1 - a])
     h = lambda p: float(-(p * p.log()).sum())
     assert abs(float(sample) - (h(p1) + h(torch.tensor([0.5, 0.5]))) / 2) < 1e-6
     assert abs(float(batch) - h((p1 + 0.5) / 2)) < 1e-6
+
+
+def test_usage_entropy_gradients_match_autograd_through_the_plain_formula():
+    from stage1_tokenizer.quantizers import usage_entropy
+
+    def plain(x, vectors, nearest, temperature):  # the direct formula, every step left to autograd
+        distances = (x[:, :, None, :] - vectors[:, None, :, :]).pow(2).sum(-1)
+        scale = (x - nearest).pow(2).sum(-1).mean(-1).detach()[:, None, None]
+        log_probs = torch.log_softmax(-distances / (temperature * scale), dim=-1)
+        probs = log_probs.exp()
+        mean_probs = probs.mean(1)
+        return -(probs * log_probs).sum(-1).mean(), -(mean_probs * mean_probs.log()).sum(-1).mean()
+
+    torch.manual_seed(0)
+    # 2 groups of 700 rows: more than one block of rows each, the last one partial
+    assert 700 > usage_entropy.BLOCK_ROWS and 700 % usage_entropy.BLOCK_ROWS
+    x = torch.randn(2, 700, 3, dtype=torch.float64, requires_grad=True)
+    vectors = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        nearest = torch.gather(vectors, 1, torch.cdist(x, vectors).argmin(-1)[..., None].expand(-1, -1, 3))
+    results = []
+    for entropies in (usage_entropy.usage_entropies, plain):
+        sample, batch = entropies(x, vectors, nearest, 0.5)
+        grads = torch.autograd.grad(0.7 * sample - 1.3 * batch, (x, vectors))
+        results.append((sample, batch, *grads))
+    for fused, direct in zip(*results):
+        assert torch.allclose(fused, direct, rtol=1e-9, atol=1e-12)
 
 
 def test_entropy_term_spreads_a_clumped_batch_over_more_codes():

@@ -14,7 +14,7 @@ Optional upkeep against codebook collapse, reduced across processes under DDP so
 - k-means init: Lloyd's k-means on the first training batch replaces the random init;
 - dead-code restart: a code whose usage (an EMA of its assignments per training step, summed over processes)
   falls below a threshold is moved onto a random encoder output of the current batch;
-- a usage-entropy loss term (``entropy_weight``): see :func:`usage_entropies`.
+- a usage-entropy loss term (``entropy_weight``): see :mod:`.usage_entropy`.
 
 Vectors are stored flat as ``[G*K, d]``, which for one group is the ``[K, d]`` layout of an ``nn.Embedding``.
 """
@@ -28,6 +28,7 @@ from torch import nn
 from .distances import grouped_nearest_code
 from .distributed import all_reduce_sum_
 from .kmeans import cluster_counts, cluster_sums, kmeans, random_rows
+from .usage_entropy import usage_entropies
 from .configs import CodebookOptions
 
 
@@ -40,26 +41,6 @@ def vq_loss_terms(x: torch.Tensor, quantized: torch.Tensor) -> tuple[torch.Tenso
     codebook_term = F.mse_loss(quantized.float(), x.detach().float())
     commitment_term = F.mse_loss(x.float(), quantized.detach().float())
     return codebook_term, commitment_term
-
-
-def usage_entropies(x: torch.Tensor, vectors: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean per-position entropy and entropy of the batch-mean distribution of ``p(k|x)``, averaged over groups.
-
-    ``x [G, N, d]`` against ``vectors [G, K, d]``; ``p(k|x) = softmax(-||x - e_k||^2 / (temperature * s))`` with
-    ``s`` the group's mean squared distance to the nearest code (no gradient), so the temperature means the same
-    whatever the encoder's scale. Distances in fp32; the ``[G, N, K]`` probabilities are one batch's worth.
-    """
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        x, vectors = x.float(), vectors.float()
-        distances = (x.pow(2).sum(-1, keepdim=True) + vectors.pow(2).sum(-1)[:, None, :]
-                     - 2.0 * torch.bmm(x, vectors.transpose(1, 2))).clamp_min(0.0)
-        scale = distances.detach().min(-1).values.mean(-1).clamp_min(1e-12)[:, None, None]
-        log_probs = F.log_softmax(-distances / (temperature * scale), dim=-1)
-        probs = log_probs.exp()
-        sample_entropy = -(probs * log_probs).sum(-1).mean()
-        mean_probs = probs.mean(1)
-        codebook_entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-12))).sum(-1).mean()
-    return sample_entropy, codebook_entropy
 
 
 class Codebook(nn.Module):
@@ -148,8 +129,9 @@ class Codebook(nn.Module):
         if not self.learned_by_ema:
             loss = loss + codebook_term
         if self.entropy_weight > 0:
-            grouped = x if x.dim() == 3 else x.reshape(self.groups, -1, self.dim)
-            sample_entropy, codebook_entropy = usage_entropies(grouped, self.vectors(), self.entropy_temperature)
+            grouped, nearest = (t if t.dim() == 3 else t.reshape(self.groups, -1, self.dim) for t in (x, quantized))
+            sample_entropy, codebook_entropy = usage_entropies(grouped, self.vectors(), nearest,
+                                                               self.entropy_temperature)
             loss = loss + self.entropy_weight * (sample_entropy - codebook_entropy)
         return loss, codebook_term, commitment_term
 
