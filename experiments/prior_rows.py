@@ -78,7 +78,7 @@ def prior_facts(prior, provenance: dict, prior_dir: Path, train_seconds: Optiona
             "label_dropout": config.label_dropout if config.num_classes else None,
             "model": getattr(config, config.arch).model_dump(), "epochs": trained.get("epochs"),
             "train_steps": trained.get("steps"), "nll_best_epoch": best_epoch(prior_dir),
-            "train_seconds": train_seconds}
+            "train_seconds": trained.get("train_seconds", train_seconds)}  # the checkpoints' clock: every resumed run
 
 
 def sample_row(tokenizer: str, arch: str, setting: Setting, facts: dict, metrics: dict, fid_path: str) -> dict:

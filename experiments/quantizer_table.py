@@ -117,7 +117,9 @@ def main() -> None:
                "perplexity": [round(level["perplexity"], 1) for level in levels.values()],
                "usage": [round(level["usage"], 4) for level in levels.values()],
                "black_share": round(metrics["black_share"], 4), "rfid": None,
-               "train_seconds": round(read_json(timing_file)["seconds"], 1) if timing_file.exists() else None}
+               # the clock kept in the checkpoints counts every resumed run; the timing file, older models' time
+               "train_seconds": provenance.get("train_seconds") or (
+                   round(read_json(timing_file)["seconds"], 1) if timing_file.exists() else None)}
         if args.rfid:
             n = min(args.rfid, len(test_data))
             reference = reference or load_images("test", cfg.data, None, fid_lib.weights_label(weights)["sha256"])

@@ -46,7 +46,8 @@ def machine_label() -> str:
 def timed_step(step, record: Path) -> Optional[float]:
     """Do ``step`` unless it is finished (``run_step``); the seconds of the run that made its outputs, kept in
     ``record`` under the step's name and fingerprint, so a rerun that skips it still reports them. None when they
-    are unknown (made before ``record`` existed). A run that resumed counts only its last part."""
+    are unknown (made before ``record`` existed). A run that resumed counts only its last part: the tables prefer
+    the ``train_seconds`` a model's provenance keeps (summed over resumed runs by the checkpoints' clock)."""
     from pipeline.core.files import read_json, write_json
     from pipeline.runner import run_step
 

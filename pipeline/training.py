@@ -21,7 +21,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .core.errors import VqgenError
 from .core.files import remove_stale_temporaries
 from .core.optim import TRAINER_ALIASES, TrainConfig
-from .training_callbacks import LAST_CHECKPOINT, AtomicCheckpointIO, NonFiniteLossGuard, RandomStateCheckpoint
+from .training_callbacks import (LAST_CHECKPOINT, AtomicCheckpointIO, NonFiniteLossGuard, RandomStateCheckpoint,
+                                 TrainClock)
 from .training_logs import LoggerConfig
 from .training_loggers import EpochImages, make_loggers
 
@@ -75,6 +76,7 @@ def build_trainer(config: TrainConfig, out_dir: Path, section: str, logger: Logg
     callbacks: list[Callback] = [
         NonFiniteLossGuard(checkpoint_dir),  # its on_save_checkpoint also vetoes checkpoints of NaN/Inf weights
         RandomStateCheckpoint(),
+        TrainClock(),
         # last.ckpt at every epoch end (and where max_steps stops). Not save_last=True with save_top_k=0: in
         # Lightning 2.6 that writes last.ckpt only when training ends, so a killed run would lose every epoch.
         ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1, every_n_epochs=1,
@@ -97,8 +99,9 @@ def build_trainer(config: TrainConfig, out_dir: Path, section: str, logger: Logg
         raise rejected(section, options, err) from err
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, out_dir: Path) -> None:
-    """Train, resuming from ``checkpoints/last.ckpt`` when an earlier run of the same step left one."""
+def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, out_dir: Path) -> float:
+    """Train, resuming from ``checkpoints/last.ckpt`` when an earlier run of the same step left one. Returns the
+    training's wall seconds, summed over the runs that resumed it."""
     last = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if trainer.is_global_zero:  # temporaries of a killed run's checkpoint writing are never trusted
         remove_stale_temporaries(out_dir / CHECKPOINT_DIR)
@@ -114,8 +117,10 @@ def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModu
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+    total = next(c for c in trainer.callbacks if isinstance(c, TrainClock)).seconds()
     if trainer.is_global_zero:
-        print(summary_line(out_dir.name, trainer, time.perf_counter() - started), file=sys.stderr)
+        print(summary_line(out_dir.name, trainer, time.perf_counter() - started, total), file=sys.stderr)
+    return total
 
 
 # The figures a finished training is summed up by: (label, format, logged names in order of preference); a run
@@ -127,8 +132,9 @@ SUMMARY_METRICS = (("PSNR", "{:.2f} dB", ("val/psnr",)),
                    ("train NLL", "{:.3f} bits/code", ("train/bits_per_code",)))
 
 
-def summary_line(name: str, trainer: L.Trainer, seconds: float) -> str:
-    """One line at the end of training: its length and the last figures (validation ones where there are)."""
+def summary_line(name: str, trainer: L.Trainer, seconds: float, total: Optional[float] = None) -> str:
+    """One line at the end of training: its length and the last figures (validation ones where there are).
+    ``seconds``: this run; ``total``: the training's, over every run that resumed it, when it differs."""
     metrics = trainer.callback_metrics
     figures = []
     for label, form, keys in SUMMARY_METRICS:
@@ -138,7 +144,8 @@ def summary_line(name: str, trainer: L.Trainer, seconds: float) -> str:
         elif key is None and (levels := _per_level(metrics, keys)):
             figures.append(f"{label} " + " / ".join(f"{form.format(float(value))} ({level})"
                                                     for level, value in levels.items()))
-    return (f"{name}: {trainer.current_epoch} epoch(s), {trainer.global_step} steps in {seconds:.0f} s"
+    resumed = f" ({total:.0f} s over the runs resumed)" if total is not None and total > seconds + 1 else ""
+    return (f"{name}: {trainer.current_epoch} epoch(s), {trainer.global_step} steps in {seconds:.0f} s{resumed}"
             + (f"; {', '.join(figures)}" if figures else ""))
 
 

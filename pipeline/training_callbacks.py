@@ -1,9 +1,10 @@
 """The callbacks and checkpoint writer of vqgen's Trainer: atomic checkpoints read without unpickling, the random
-generators' states in every checkpoint, and a stop at the first NaN/Inf loss or weight."""
+generators' states and the training clock in every checkpoint, and a stop at the first NaN/Inf loss or weight."""
 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,28 @@ class RandomStateCheckpoint(Callback):
                              state["numpy_has_gauss"], state["numpy_gauss"]))
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainClock(Callback):
+    """Training wall seconds summed over every run of one training, kept in each checkpoint: a run killed and
+    resumed reports its whole cost, not its last part (work done after the last checkpoint, and redone, is not
+    counted twice). Set-up before the first step is not counted."""
+
+    def __init__(self):
+        self.earlier = 0.0  # the runs before this one, from the checkpoint resumed
+        self.started: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.earlier + (0.0 if self.started is None else time.perf_counter() - self.started)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.earlier = float(state.get("seconds", 0.0))
 
 
 class NonFiniteLossGuard(Callback):

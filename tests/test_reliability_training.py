@@ -57,6 +57,7 @@ def finished_cleanly(out: Path, reference_dir: Path) -> None:
     """The resumed run ended like the uninterrupted one, and left nothing half-done."""
     config = json.loads((out / "config.json").read_text())
     assert config["provenance"]["steps"] == TOTAL_STEPS and config["provenance"]["epochs"] == EPOCHS
+    assert config["provenance"]["train_seconds"] > 0
     assert same_weights(out, reference_dir), "resumed weights differ from the uninterrupted run"
     assert temporaries(out) == []
     checkpoint = load_checkpoint_safely(out / "checkpoints" / "last.ckpt")
@@ -76,10 +77,16 @@ def test_tokenizer_killed_after_first_checkpoint_resumes_to_the_same_weights(ref
     checkpoint = load_checkpoint_safely(last)  # whole, and loadable without unpickling objects
     assert checkpoint["global_step"] % STEPS_PER_EPOCH == 0 and 0 < checkpoint["global_step"] < TOTAL_STEPS
     assert not (run / "tokenizer" / "model.safetensors").exists()
+    # The training clock travels in the checkpoint: the resumed run adds its time to what this one says was spent.
+    assert checkpoint["callbacks"]["TrainClock"]["seconds"] > 0
+    checkpoint["callbacks"]["TrainClock"]["seconds"] = 1e6
+    torch.save(checkpoint, last)
 
     code, output = invoke(tokenizer_args(run))
     assert code == 0, output
     finished_cleanly(run / "tokenizer", reference / "tokenizer")
+    seconds = json.loads((run / "tokenizer" / "config.json").read_text())["provenance"]["train_seconds"]
+    assert 1e6 < seconds < 1e6 + 600
 
 
 def test_tokenizer_killed_mid_epoch_resumes_from_the_epoch_end(reference, tmp_path):

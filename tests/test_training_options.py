@@ -207,3 +207,24 @@ def test_the_summary_line_prefers_validation_figures_and_shows_each_level_of_a_t
                                              "epoch/top/perplexity": 500.0, "epoch/top/usage": 0.9}), 5.0)
     assert "perplexity 90.0 (top) / 300.0 (bottom)" in two
     assert "codebook usage 90% (top)" in two  # no validation usage logged: the training codes' figure
+    resumed = summary_line("prior", trainer({}), 12.0, 340.0)
+    assert resumed == "prior: 3 epoch(s), 120 steps in 12 s (340 s over the runs resumed)"
+    assert summary_line("prior", trainer({}), 12.0, 12.2) == "prior: 3 epoch(s), 120 steps in 12 s"
+
+
+def test_the_train_clock_adds_this_run_to_the_seconds_its_checkpoint_restored(monkeypatch):
+    from pipeline import training_callbacks
+    from pipeline.training_callbacks import TrainClock
+
+    now = [1000.0]
+    monkeypatch.setattr(training_callbacks.time, "perf_counter", lambda: now[0])
+    clock = TrainClock()
+    clock.load_state_dict({"seconds": 250.0})
+    assert clock.seconds() == 250.0  # set-up before the first step is not counted
+    clock.on_train_start(None, None)
+    now[0] += 40.0
+    assert clock.state_dict() == {"seconds": 290.0}
+    fresh = TrainClock()
+    fresh.on_train_start(None, None)
+    now[0] += 5.0
+    assert fresh.seconds() == 5.0

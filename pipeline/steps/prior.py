@@ -47,7 +47,7 @@ def run(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
     archive_stale_checkpoints(out, expected)
     prior = build_for(arch, train_codes)
     module = PriorModule(prior, t)
-    fit(trainer, module, data, out)
+    train_seconds = fit(trainer, module, data, out)
     if trainer.is_global_zero:
         nll = evaluate_nll(prior, test_codes) if test_codes else None
         save_prior(prior, out, {
@@ -55,7 +55,8 @@ def run(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
             "codes": {"dir": str(codes_root), "level": "*" if train_codes.stacked else train_codes.level,
                       "grid": train_codes.grid, "codebook_sizes": train_codes.codebook_sizes},
             "test_bits_per_code": nll,
-            "provenance": {"fingerprint": expected, "epochs": trainer.current_epoch, "steps": trainer.global_step},
+            "provenance": {"fingerprint": expected, "epochs": trainer.current_epoch, "steps": trainer.global_step,
+                           "train_seconds": round(train_seconds, 1)},
         })
     return out
 

@@ -48,12 +48,13 @@ def run(cfg: PipelineConfig, out: Path) -> Path:
     module = built("tokenizer", lambda: training_module(arch, t, cfg.tokenizer.loss))
     if t.compile:
         module.model = torch.compile(module.model)
-    fit(trainer, module, data, out)
+    train_seconds = fit(trainer, module, data, out)
     if trainer.is_global_zero:
         model = module.evaluation_model()  # the EMA weights when the run keeps an average
         model = model._orig_mod if hasattr(model, "_orig_mod") else model
         model.save(out, provenance={"fingerprint": expected, "data": cfg.data.model_dump(mode="json"),
-                                    "epochs": trainer.current_epoch, "steps": trainer.global_step})
+                                    "epochs": trainer.current_epoch, "steps": trainer.global_step,
+                                    "train_seconds": round(train_seconds, 1)})
     return out
 
 
