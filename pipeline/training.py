@@ -144,7 +144,7 @@ def summary_line(name: str, trainer: L.Trainer, seconds: float, total: Optional[
         elif key is None and (levels := _per_level(metrics, keys)):
             figures.append(f"{label} " + " / ".join(f"{form.format(float(value))} ({level})"
                                                     for level, value in levels.items()))
-    resumed = f" ({total:.0f} s over the runs resumed)" if total is not None and total > seconds + 1 else ""
+    resumed = f" ({total:.0f} s with the earlier runs it resumed)" if total is not None and total > seconds + 1 else ""
     return (f"{name}: {trainer.current_epoch} epoch(s), {trainer.global_step} steps in {seconds:.0f} s{resumed}"
             + (f"; {', '.join(figures)}" if figures else ""))
 

@@ -208,7 +208,7 @@ def test_the_summary_line_prefers_validation_figures_and_shows_each_level_of_a_t
     assert "perplexity 90.0 (top) / 300.0 (bottom)" in two
     assert "codebook usage 90% (top)" in two  # no validation usage logged: the training codes' figure
     resumed = summary_line("prior", trainer({}), 12.0, 340.0)
-    assert resumed == "prior: 3 epoch(s), 120 steps in 12 s (340 s over the runs resumed)"
+    assert resumed == "prior: 3 epoch(s), 120 steps in 12 s (340 s with the earlier runs it resumed)"
     assert summary_line("prior", trainer({}), 12.0, 12.2) == "prior: 3 epoch(s), 120 steps in 12 s"
 
 
