@@ -99,9 +99,11 @@ def build_trainer(config: TrainConfig, out_dir: Path, section: str, logger: Logg
         raise rejected(section, options, err) from err
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule, out_dir: Path) -> float:
+def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModule,
+        out_dir: Path) -> Optional[float]:
     """Train, resuming from ``checkpoints/last.ckpt`` when an earlier run of the same step left one. Returns the
-    training's wall seconds, summed over the runs that resumed it."""
+    training's wall seconds, summed over the runs that resumed it; None when it resumed a checkpoint written before
+    checkpoints kept the clock (the earlier runs' time is unknown)."""
     last = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if trainer.is_global_zero:  # temporaries of a killed run's checkpoint writing are never trusted
         remove_stale_temporaries(out_dir / CHECKPOINT_DIR)
@@ -117,7 +119,8 @@ def fit(trainer: L.Trainer, module: L.LightningModule, data: L.LightningDataModu
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
-    total = next(c for c in trainer.callbacks if isinstance(c, TrainClock)).seconds()
+    clock = next((c for c in trainer.callbacks if isinstance(c, TrainClock)), None)
+    total = None if clock is None or (ckpt_path is not None and not clock.restored) else clock.seconds()
     if trainer.is_global_zero:
         print(summary_line(out_dir.name, trainer, time.perf_counter() - started, total), file=sys.stderr)
     return total

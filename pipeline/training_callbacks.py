@@ -78,6 +78,7 @@ class TrainClock(Callback):
 
     def __init__(self):
         self.earlier = 0.0  # the runs before this one, from the checkpoint resumed
+        self.restored = False  # whether a checkpoint held a clock (those written before it existed do not)
         self.started: float | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -91,6 +92,7 @@ class TrainClock(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.earlier = float(state.get("seconds", 0.0))
+        self.restored = "seconds" in state
 
 
 class NonFiniteLossGuard(Callback):

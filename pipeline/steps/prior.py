@@ -19,7 +19,7 @@ from .fingerprints import digest, model_section
 from .prior_model import architecture_for, build_for, check_same_codes, evaluate_nll
 from .previews import samples
 from .step import Step
-from .training_setup import archive_stale_checkpoints, model_dir_complete
+from .training_setup import archive_stale_checkpoints, model_dir_complete, train_time
 
 
 def fingerprint(cfg: PipelineConfig, train_codes_dir: Path) -> str:
@@ -56,7 +56,7 @@ def run(cfg: PipelineConfig, codes_root: Path, out: Path) -> Path:
                       "grid": train_codes.grid, "codebook_sizes": train_codes.codebook_sizes},
             "test_bits_per_code": nll,
             "provenance": {"fingerprint": expected, "epochs": trainer.current_epoch, "steps": trainer.global_step,
-                           "train_seconds": round(train_seconds, 1)},
+                           **train_time(train_seconds)},
         })
     return out
 

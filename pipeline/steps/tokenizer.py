@@ -18,7 +18,7 @@ from ..training import build_trainer, fit
 from .fingerprints import digest, model_section
 from .previews import reconstructions
 from .step import Step
-from .training_setup import archive_stale_checkpoints, built, model_dir_complete
+from .training_setup import archive_stale_checkpoints, built, model_dir_complete, train_time
 
 
 def fingerprint(cfg: PipelineConfig) -> str:
@@ -54,7 +54,7 @@ def run(cfg: PipelineConfig, out: Path) -> Path:
         model = model._orig_mod if hasattr(model, "_orig_mod") else model
         model.save(out, provenance={"fingerprint": expected, "data": cfg.data.model_dump(mode="json"),
                                     "epochs": trainer.current_epoch, "steps": trainer.global_step,
-                                    "train_seconds": round(train_seconds, 1)})
+                                    **train_time(train_seconds)})
     return out
 
 

@@ -1,5 +1,5 @@
-"""What the two training steps (tokenizer, prior) share: model construction errors turned into user errors, and
-checkpoints of another config set aside before training anew."""
+"""What the two training steps (tokenizer, prior) share: model construction errors turned into user errors,
+checkpoints of another config set aside before training anew, and the training time in the provenance."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def archive_stale_checkpoints(out: Path, expected: str) -> None:
             (out / LOG_DIR).rename(out / f"{LOG_DIR}-stale-{stamp}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": expected})
+
+
+def train_time(seconds: float | None) -> dict:
+    """A model's provenance entry for its training's wall seconds; none when they are unknown (see ``fit``)."""
+    return {} if seconds is None else {"train_seconds": round(seconds, 1)}
 
 
 def model_dir_complete(out: Path, kind: str) -> bool:

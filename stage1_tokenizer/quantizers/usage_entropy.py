@@ -17,6 +17,7 @@ The maths, for one group, with ``a`` the logits, ``H_n`` the row entropies and `
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 BLOCK_ROWS = 512  # [512, K] fp32 temporaries: 1 MiB at K = 512, within a core's L2
 
@@ -45,13 +46,15 @@ class _UsageEntropies(torch.autograd.Function):
         return row_entropies.mean(), codebook_entropy
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_sample: torch.Tensor, grad_codebook: torch.Tensor):
         x, vectors, inv_scales, log_probs, row_entropies, mean_probs = ctx.saved_tensors
         groups, n, _ = x.shape
         log_mean = mean_probs.clamp_min(1e-12).log()  # [G, K]
         w_sample = grad_sample / (groups * n)  # the sample entropy is a mean over every row of every group
         w_codebook = grad_codebook / (groups * n)  # the codebook entropy: a mean over groups of H(mean over n)
-        grad_x, grad_vectors = torch.zeros_like(x), torch.zeros_like(vectors)
+        grad_x = torch.zeros_like(x)
+        grad_vectors = torch.zeros_like(vectors) if ctx.needs_input_grad[1] else None  # EMA codes take none
         for g in range(groups):
             scale = 2.0 * float(inv_scales[g])
             for start in range(0, n, BLOCK_ROWS):
@@ -63,7 +66,9 @@ class _UsageEntropies(torch.autograd.Function):
                 grad_logits = torch.mul(log_p, -w_sample).add_(row_term[:, None]).sub_(w_codebook * log_mean[g])
                 grad_logits.mul_(p)
                 grad_x[g, rows] = scale * (grad_logits @ vectors[g])
-                grad_vectors[g] += scale * (grad_logits.t() @ x[g, rows] - grad_logits.sum(0)[:, None] * vectors[g])
+                if grad_vectors is not None:
+                    grad_vectors[g] += scale * (grad_logits.t() @ x[g, rows]
+                                                - grad_logits.sum(0)[:, None] * vectors[g])
         return grad_x, grad_vectors, None
 
 
