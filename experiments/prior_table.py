@@ -65,11 +65,13 @@ def main() -> None:
     from pipeline.config import load_config
     from pipeline.core.errors import VqgenError
     from pipeline.core.files import CONFIG_FILE, read_json, write_json, write_text
+    from pipeline.core.float_env import flush_denormals
     from pipeline.run_paths import METRICS_FILE, RunPaths
     from pipeline.runner import run_step
     from pipeline.steps import fid, prior, sample, tokenize, tokenizer
     from stage2_prior.persistence import load_prior
 
+    flush_denormals()  # as the command line does, before torch starts its threads
     common = [*args.sets, f"sample.n={args.n}", f"sample.batch_size={args.sample_batch}",
               f"fid.fast={args.fid_path == 'fast'}"]
 

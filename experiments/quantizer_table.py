@@ -69,6 +69,7 @@ def main() -> None:
     from pipeline import fid as fid_lib
     from pipeline.config import load_config
     from pipeline.core.files import CONFIG_FILE, read_json
+    from pipeline.core.float_env import flush_denormals
     from pipeline.core.images import to_float, to_uint8
     from pipeline.datasets import load_split
     from pipeline.image_sources import load_images
@@ -78,6 +79,7 @@ def main() -> None:
     from stage1_tokenizer.evaluate import evaluate_tokenizer
     from stage1_tokenizer.tokenizer import Tokenizer
 
+    flush_denormals()  # as the command line does, before torch starts its threads
     configs = {path.stem: path for path in sorted(Path("configs/tokenizer").glob("*.yaml"))}
     names = args.only.split(",") if args.only else list(configs)
     unknown = [name for name in names if name not in configs]

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from .core.errors import VqgenError
 from .core.files import load_tensors, save_tensors
+from .core.float_env import flush_denormals
 
 
 def process_device(accelerator: str, rank: int) -> str:
@@ -31,6 +32,7 @@ def part_file(job: dict, rank: int) -> Path:
 
 
 def _run_rank(rank: int, worker: Callable, job: dict) -> None:
+    flush_denormals()
     torch.set_num_threads(job["threads"])
     save_tensors(part_file(job, rank), worker(rank, job))
 

@@ -123,6 +123,26 @@ def test_usage_entropy_gradients_match_autograd_through_the_plain_formula():
         assert torch.allclose(fused, direct, rtol=1e-9, atol=1e-12)
 
 
+def test_usage_entropies_are_exact_when_most_codes_lie_beyond_the_floor():
+    """Logits thousands below their row's best (a trained codebook at T = 0.1) are raised to the floor before exp;
+    what that adds is far below fp32 resolution, and nothing overflows."""
+    from stage1_tokenizer.quantizers import usage_entropy
+
+    x = torch.tensor([[[0.0], [0.1], [5.0]]], requires_grad=True)
+    codes = torch.tensor([[[0.0], [0.2], [5.0], [40.0]]], requires_grad=True)
+    nearest = torch.tensor([[[0.0], [0.0], [5.0]]])  # s = 0.01/3: far codes sit 1e4..1e6 below a row's best
+    sample, batch = usage_entropy.usage_entropies(x, codes, nearest, temperature=0.1)
+    logits = -(x.detach() - codes.detach().transpose(1, 2)).pow(2) / (0.1 * 0.01 / 3)
+    assert float(logits.min()) < 1000 * usage_entropy.LOG_FLOOR  # the floor is reached
+    probs = logits.softmax(-1)  # rows 0 and 1 split between the first two codes, row 2 is one-hot
+    h = lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1)
+    assert torch.allclose(sample, h(probs).mean(), atol=1e-6)
+    assert torch.allclose(batch, h(probs.mean(1)).mean(), atol=1e-6)
+    grads = torch.autograd.grad(sample - batch, (x, codes))
+    assert all(bool(g.isfinite().all()) for g in grads)
+    assert float(grads[1][0, 3].abs().max()) < 1e-15  # far under Adam's epsilon: a code nobody is near stays put
+
+
 def test_entropy_term_spreads_a_clumped_batch_over_more_codes():
     def perplexity_after_training(entropy_weight: float) -> tuple[float, float]:
         torch.manual_seed(0)

@@ -35,6 +35,9 @@ def bench(quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one rep
         raise VqgenError(f"vqgen bench runs from a source checkout (benchmarks/ not importable: {err})") from None
     import torch
 
+    from ..core.float_env import flush_denormals
+
+    flush_denormals()  # as every other command runs
     if device == "cuda" and not torch.cuda.is_available():
         raise wrong_device
     try:

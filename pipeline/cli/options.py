@@ -82,7 +82,11 @@ def load_cli_config(configs: List[Path], sets: List[str], run_dir: Optional[Path
     extra = _overrides(shortcuts)
     if run_dir is not None:
         extra.append(f"run_dir={run_dir}")
-    return load_config(list(configs), list(sets) + extra)
+    cfg = load_config(list(configs), list(sets) + extra)  # checked without torch, so a wrong value answers at once
+    from ..core.float_env import flush_denormals
+
+    flush_denormals()  # before torch starts its threads, which inherit it
+    return cfg
 
 
 @dataclass

@@ -83,7 +83,8 @@ class StochasticQuantizer(RunSchedule, Quantizer):
             indices = logits.argmax(-1)  # the nearest code
             z_q = F.embedding(indices, codebook)
         continuous_kl = (x - z_q).pow(2).sum(-1).mean() / (2.0 * variance)
-        discrete_kl = (log_probs.exp() * log_probs).sum(-1).mean()  # - entropy of P(k | z)
+        # - entropy of P(k | z); softmax rather than log_probs.exp(), whose far-negative arguments are slow on a CPU
+        discrete_kl = (F.softmax(logits, dim=-1) * log_probs).sum(-1).mean()
         loss = self.config.loss_weight * self.positions_per_pixel * (continuous_kl + discrete_kl)
         stats = {"continuous_kl": continuous_kl.detach(), "discrete_kl": discrete_kl.detach(),
                  "variance": variance.detach(), "temperature": torch.tensor(tau)}
