@@ -35,6 +35,14 @@ def one_torch_thread():
 
 
 @pytest.fixture(autouse=True)
+def denormals_back_on():
+    """A command run in-process flushes denormals for the process, as the CLI does (pipeline/core/float_env.py);
+    the next test gets IEEE arithmetic back (hypothesis refuses to run without it)."""
+    yield
+    torch.set_flush_denormal(False)
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """FID statistics and datasets go to a per-session temporary cache, never the user's."""
     cache = tmp_path_factory.getbasetemp() / "vqgen-cache"
