@@ -32,7 +32,6 @@ def part_file(job: dict, rank: int) -> Path:
 
 
 def _run_rank(rank: int, worker: Callable, job: dict) -> None:
-    flush_denormals()
     torch.set_num_threads(job["threads"])
     save_tensors(part_file(job, rank), worker(rank, job))
 
@@ -54,9 +53,14 @@ def run_processes(worker: Callable[[int, dict], dict[str, torch.Tensor]], job: d
 def spawn(fn: Callable, args: tuple, processes: int, what: str) -> None:
     """``fn(rank, *args)`` in ``processes`` spawned processes, waited for; a failure is one VqgenError line."""
     try:
-        mp.spawn(fn, args=args, nprocs=processes, join=True)
+        mp.spawn(_start, args=(fn, *args), nprocs=processes, join=True)
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # a raised error or a killed process
         raise VqgenError(process_failure(err, what)) from None
+
+
+def _start(rank: int, fn: Callable, *args) -> None:
+    flush_denormals()  # a spawned process starts in the CPU's default mode: flush as the parent does, before any op
+    fn(rank, *args)
 
 
 def process_failure(err: Exception, what: str) -> str:

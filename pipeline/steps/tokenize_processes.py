@@ -20,7 +20,6 @@ from ..core.code_shards import shards_of_rank
 from ..core.code_writer import write_meta
 from ..core.errors import VqgenError
 from ..core.files import atomic_dir
-from ..core.float_env import flush_denormals
 from ..process_pool import spawn
 
 
@@ -48,7 +47,6 @@ def device_for(accelerator: str, rank: int) -> str:
 
 def _worker(rank: int, world: int, port: int, threads: int, cfg, tokenizer_dir: Path, out_root: Path, splits,
             fingerprint: str) -> None:
-    flush_denormals()
     torch.set_num_threads(threads)
     # Ranks wait for the slowest at the gathers; a shard can take hours, longer than torch's 30-minute default.
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
