@@ -133,8 +133,9 @@ def main() -> None:
         row["command"] = command
         print(json.dumps(row), flush=True)
         if args.results:
-            merge_rows(args.results, [row], key=lambda r: (r["quantizer"], r["epochs"], r.get("steps")),
-                       order=lambda r: (r["epochs"], r["quantizer"]))
+            # A row marked "run": N (the same command run again, published beside the first) is never replaced.
+            merge_rows(args.results, [row], key=lambda r: (r["quantizer"], r["epochs"], r.get("steps"), r.get("run")),
+                       order=lambda r: (r["epochs"], r["quantizer"], r.get("run") or 1))
 
 
 if __name__ == "__main__":
