@@ -149,7 +149,8 @@ def markdown(table: list[dict]) -> str:
     for row in table:
         sampling = row.get("sampling") or {}
         maskgit = f"{sampling['steps']} / {sampling['choice_temperature']:g}" if "steps" in sampling else "-"
-        lines.append(f"| {fmt(row['tokenizer'])} | {row['prior']} | {fmt(row['conditional'])} | "
+        prior = row["prior"] + (" (no labels)" if row.get("trained_with_labels") is False else "")
+        lines.append(f"| {fmt(row['tokenizer'])} | {prior} | {fmt(row['conditional'])} | "
                      f"{fmt(row['cfg_scale'], 'g')} | {maskgit} | {row['n_samples']} | {fmt(row['fid'], '.2f')} | "
                      f"{fmt(row['kid'], '.4f')} | {fmt(row['precision'], '.3f')} | {fmt(row['recall'], '.3f')} | "
                      f"{fmt(row['nll_bits'], '.3f')} | {fmt(row['sample_seconds'], '.1f')} | "

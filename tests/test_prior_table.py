@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))  # the scripts import their helpers as top-level modules
 
 import prior_table  # noqa: E402
-from prior_rows import ISSUE_KEYS  # noqa: E402
+from prior_rows import ISSUE_KEYS, markdown  # noqa: E402
 
 TINY = """
 data: {name: digits, image_size: 16}
@@ -101,3 +101,12 @@ def test_table_rows_and_rerun(tmp_path, monkeypatch, worked):
     third = table("--archs", "gpt", "--cfg-scales", "0,1,2")
     assert worked == ["sample gpt cfg1", "fid"]
     assert len(third) == len(rows) + 1 and [r["cfg_scale"] for r in third if r["prior"] == "gpt"] == [0, 1, 2]
+
+
+def test_markdown_tells_a_prior_trained_without_labels_from_the_null_class():
+    """Both are unconditional rows at scale 0; only the marker tells them apart in the Markdown table."""
+    row = {"tokenizer": "vq", "prior": "gpt", "conditional": False, "cfg_scale": 0.0, "n_samples": 10, "fid": 9.0,
+           "kid": None, "precision": None, "recall": None, "nll_bits": None, "sample_seconds": None}
+    lines = markdown([{**row, "trained_with_labels": True}, {**row, "trained_with_labels": False}]).splitlines()
+    assert lines[2].startswith("| vq | gpt | False |")
+    assert lines[3].startswith("| vq | gpt (no labels) | False |")
